@@ -1,0 +1,3 @@
+"""Shears: sparse, fine-tuned LLMs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from shears.cli import main
+
+sys.exit(main())

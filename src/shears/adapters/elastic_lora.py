@@ -1,0 +1,181 @@
+"""Elastic-rank LoRA: one super-adapter (rank ``r_max``) whose nested prefixes are sub-adapters.
+
+``y = W x + (alpha / r_max) * B[:, :r] @ A[:r] @ dropout(x)``; the scaling is ``alpha / r_max``
+for every active rank ``r`` (as the Shears reference). With ``sparse_adapter=True`` (SQFT's
+SparsePEFT) the delta is multiplied by the base weight's non-zero mask, so a merge keeps the exact
+sparsity of the base.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from shears.models import get_submodule_parent, in_out_features
+
+
+def lora_delta(
+    a: torch.Tensor, b: torch.Tensor, rank: int, scaling: float, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Delta weight ``scaling * B[:, :rank] @ A[:rank]`` (out, in), masked by ``mask`` if given.
+
+    a: (r_max, in); b: (out, r_max); mask: (out, in) bool or None.
+    """
+    delta = (b[:, :rank] @ a[:rank]) * scaling  # (out, in)
+    if mask is not None:
+        delta = delta * mask.to(delta.dtype)
+    return delta
+
+
+class ElasticLoRALinear(nn.Module):
+    """Wraps a frozen ``nn.Linear`` or GPT-2 ``Conv1D`` (kept as ``base_layer``) with an elastic LoRA.
+
+    Parameters ``lora_A`` (r_max, in) Kaiming-uniform and ``lora_B`` (out, r_max) zero, as LoRA.
+    ``active_rank`` selects the sub-adapter: a slice, no masking matmuls over unused rank.
+    """
+
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        r_max: int,
+        alpha: float,
+        dropout: float = 0.0,
+        sparse_adapter: bool = False,
+    ) -> None:
+        super().__init__()
+        if r_max < 1:
+            raise ValueError(f"r_max must be >= 1, got {r_max}")
+        self.base_layer = base_layer
+        for p in base_layer.parameters():
+            p.requires_grad_(False)
+        self.in_features, self.out_features = in_out_features(base_layer)
+        self.r_max = r_max
+        self.alpha = float(alpha)
+        self.scaling = self.alpha / r_max
+        self.sparse_adapter = sparse_adapter
+        self.transposed = not isinstance(base_layer, nn.Linear)  # Conv1D stores (in, out)
+        w = base_layer.weight
+        self.lora_A = nn.Parameter(
+            torch.empty(r_max, self.in_features, dtype=w.dtype, device=w.device)
+        )
+        self.lora_B = nn.Parameter(
+            torch.zeros(self.out_features, r_max, dtype=w.dtype, device=w.device)
+        )
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.active_rank = r_max
+        self.merged = False
+        self._merged_delta: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ state
+    @property
+    def active_rank(self) -> int:
+        return self._active_rank
+
+    @active_rank.setter
+    def active_rank(self, rank: int) -> None:
+        if not 0 <= rank <= self.r_max:
+            raise ValueError(f"active rank {rank} outside [0, {self.r_max}]")
+        if getattr(self, "merged", False):
+            raise RuntimeError("unmerge() before changing the active rank of a merged layer")
+        self._active_rank = int(rank)
+
+    def weight_mask(self) -> torch.Tensor:
+        """Non-zero mask of the base weight, (out, in) bool."""
+        w = self.base_layer.weight
+        return (w.t() if self.transposed else w) != 0
+
+    def delta_weight(self, rank: int | None = None) -> torch.Tensor:
+        """The adapter's weight delta at ``rank`` (default: active), (out, in) orientation."""
+        rank = self.active_rank if rank is None else rank
+        mask = self.weight_mask() if self.sparse_adapter else None
+        return lora_delta(self.lora_A, self.lora_B, rank, self.scaling, mask)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (..., in) -> (..., out)."""
+        y = self.base_layer(x)
+        r = self.active_rank
+        if self.merged or r == 0:
+            return y
+        xd = self.lora_dropout(x).to(self.lora_A.dtype)
+        if self.sparse_adapter:
+            delta = self.delta_weight(r)  # (out, in), masked
+            return y + (xd @ delta.t()).to(y.dtype)
+        # (..., in) @ (in, r) -> (..., r) @ (r, out) -> (..., out)
+        h = xd @ self.lora_A[:r].t()
+        return y + (h @ self.lora_B[:, :r].t() * self.scaling).to(y.dtype)
+
+    # ------------------------------------------------------------------ merge
+    @torch.no_grad()
+    def merge(self, keep_sparsity: bool | None = None) -> None:
+        """Add the active delta into the base weight. ``keep_sparsity`` (default: the layer's
+        ``sparse_adapter``) masks the delta with the base's non-zero mask first."""
+        if self.merged:
+            return
+        keep = self.sparse_adapter if keep_sparsity is None else keep_sparsity
+        mask = self.weight_mask() if keep else None
+        delta = lora_delta(self.lora_A, self.lora_B, self.active_rank, self.scaling, mask)
+        w = self.base_layer.weight
+        d = (delta.t() if self.transposed else delta).to(w.dtype)
+        w.add_(d)
+        self._merged_delta = d
+        self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Undo :meth:`merge` (exactly, by subtracting the delta that was added)."""
+        if not self.merged:
+            return
+        self.base_layer.weight.sub_(self._merged_delta)
+        self._merged_delta = None
+        self.merged = False
+
+    def extra_repr(self) -> str:
+        return (
+            f"in={self.in_features}, out={self.out_features}, r_max={self.r_max}, "
+            f"active_rank={self.active_rank}, scaling={self.scaling:g}, sparse_adapter={self.sparse_adapter}"
+        )
+
+
+def inject_elastic_lora(
+    model: nn.Module,
+    module_names: list[str],
+    r_max: int,
+    alpha: float,
+    dropout: float = 0.0,
+    sparse_adapter: bool = False,
+) -> dict[str, ElasticLoRALinear]:
+    """Replace each named linear with an :class:`ElasticLoRALinear` wrapping it; freeze everything
+    else. Returns ``{module_name: layer}`` in the given order."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    layers: dict[str, ElasticLoRALinear] = {}
+    for name in module_names:
+        parent, attr = get_submodule_parent(model, name)
+        base = getattr(parent, attr)
+        if isinstance(base, ElasticLoRALinear):
+            raise ValueError(f"{name} already has an elastic LoRA adapter")
+        layer = ElasticLoRALinear(base, r_max, alpha, dropout, sparse_adapter)
+        setattr(parent, attr, layer)
+        layers[name] = layer
+    return layers
+
+
+def elastic_layers(model: nn.Module) -> dict[str, ElasticLoRALinear]:
+    """All elastic LoRA layers of ``model`` by module name (the name of the wrapped linear)."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, ElasticLoRALinear)}
+
+
+def remove_elastic_lora(
+    model: nn.Module, merge: bool = False, keep_sparsity: bool | None = None
+) -> nn.Module:
+    """Put the base linears back (optionally merging the active sub-adapter first)."""
+    for name, layer in elastic_layers(model).items():
+        if merge:
+            layer.merge(keep_sparsity)
+        parent, attr = get_submodule_parent(model, name)
+        setattr(parent, attr, layer.base_layer)
+    return model

@@ -1,0 +1,246 @@
+"""The NLS search space: groups of adapter modules that share one elastic rank.
+
+A *configuration* is a plain ``{group_name: rank}`` dict. The default grouping is the paper's: per
+decoder block ``[q_proj, k_proj, v_proj]``, ``[up_proj]``, ``[down_proj]`` with widths
+``[32, 24, 16]`` (first = r_max).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from shears.adapters.elastic_lora import ElasticLoRALinear
+from shears.config import field
+from shears.errors import ShearsError
+from shears.models import find_decoder_blocks, find_targets, in_out_features, pattern_matches
+
+Config = dict[str, int]
+
+
+@dataclass
+class SpaceConfig:
+    """How to build the elastic adapter and its search space."""
+
+    targets: list[str] = field(
+        ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"],
+        help="module name patterns that get an adapter (suffix like q_proj, or re:<regex>)",
+    )
+    groups: list[list[str]] = field(
+        [["q_proj", "k_proj", "v_proj"], ["up_proj"], ["down_proj"]],
+        help="per decoder block, lists of patterns whose modules share one rank; targets in no "
+        "group get a group of their own; [] = one group per module",
+    )
+    widths: list[int] = field(
+        [32, 24, 16], help="rank choices of every group, high to low; first = r_max"
+    )
+    alpha: float = field(64.0, help="LoRA alpha; scaling is alpha / r_max for every sub-rank")
+    dropout: float = field(0.1, help="LoRA dropout on the adapter input")
+    sparse_adapter: bool = field(
+        False, help="multiply the delta by the base weight's non-zero mask (merge keeps sparsity)"
+    )
+
+    def __post_init__(self) -> None:
+        check_widths(self.widths, "widths")
+        if not self.targets:
+            raise ShearsError("targets is empty; name at least one module pattern, e.g. q_proj")
+        if self.alpha <= 0:
+            raise ShearsError(f"alpha must be > 0, got {self.alpha}")
+        if not 0 <= self.dropout < 1:
+            raise ShearsError(f"dropout must be in [0, 1), got {self.dropout}")
+        for g in self.groups:
+            if not g:
+                raise ShearsError("a group in 'groups' is empty; give it at least one pattern")
+
+    @property
+    def r_max(self) -> int:
+        return self.widths[0]
+
+
+def check_widths(widths: list[int], what: str = "widths") -> None:
+    """Widths must be non-empty, positive, unique and sorted high to low."""
+    if not widths:
+        raise ShearsError(f"{what} is empty; give ranks high to low, e.g. [32, 24, 16]")
+    if any((not isinstance(w, int)) or w < 1 for w in widths):
+        raise ShearsError(f"{what} {widths} must be positive integers")
+    if list(widths) != sorted(set(widths), reverse=True):
+        raise ShearsError(f"{what} {widths} must be unique and sorted high to low (first = r_max)")
+
+
+@dataclass
+class Group:
+    """Modules that share one rank, and the ranks they may take (high to low)."""
+
+    name: str
+    modules: list[str]
+    widths: list[int]
+
+
+class SearchSpace:
+    """Groups of adapter modules with their width choices; configs are ``{group: rank}`` dicts."""
+
+    def __init__(self, groups: list[Group], module_dims: dict[str, tuple[int, int]]) -> None:
+        if not groups:
+            raise ShearsError("search space has no groups")
+        self.groups = groups
+        self.module_dims = module_dims  # name -> (in_features, out_features)
+        self.by_name = {g.name: g for g in groups}
+        if len(self.by_name) != len(groups):
+            raise ShearsError("search space has duplicate group names")
+        r_maxes = {g.widths[0] for g in groups}
+        if len(r_maxes) != 1:
+            raise ShearsError(
+                f"all groups must share one r_max (first width), got {sorted(r_maxes)}"
+            )
+        self.r_max = r_maxes.pop()
+
+    # ------------------------------------------------------------------ build / io
+    @classmethod
+    def build(cls, model: nn.Module, cfg: SpaceConfig) -> SearchSpace:
+        """Find the target modules of ``model`` and group them per decoder block."""
+        prefix, blocks = find_decoder_blocks(model)
+        targets = find_targets(model, cfg.targets)
+        groups: list[Group] = []
+        for pattern_group in cfg.groups:
+            if not any(pattern_matches(p, n) for n in targets for p in pattern_group):
+                raise ShearsError(
+                    f"group {pattern_group} matches no target module; targets are {cfg.targets}"
+                )
+        for i in range(len(blocks)):
+            block_prefix = f"{prefix}.{i}."
+            in_block = [n for n in targets if n.startswith(block_prefix)]
+            used: set[str] = set()
+            for pattern_group in cfg.groups:
+                members = [
+                    n
+                    for n in in_block
+                    if n not in used and any(pattern_matches(p, n) for p in pattern_group)
+                ]
+                if members:
+                    used.update(members)
+                    label = "+".join(p.removeprefix("re:") for p in pattern_group)
+                    groups.append(Group(f"{i}.{label}", members, list(cfg.widths)))
+            for n in in_block:
+                if n not in used:
+                    groups.append(Group(f"{i}.{n[len(block_prefix) :]}", [n], list(cfg.widths)))
+        dims = {n: in_out_features(m) for n, m in targets.items()}
+        return cls(groups, dims)
+
+    def to_dict(self) -> dict:
+        return {
+            "r_max": self.r_max,
+            "groups": [
+                {"name": g.name, "modules": g.modules, "widths": g.widths} for g in self.groups
+            ],
+            "module_dims": {n: list(d) for n, d in self.module_dims.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SearchSpace:
+        groups = [Group(g["name"], list(g["modules"]), list(g["widths"])) for g in data["groups"]]
+        for g in groups:
+            check_widths(g.widths, f"widths of group {g.name!r}")
+        dims = {n: (int(d[0]), int(d[1])) for n, d in data["module_dims"].items()}
+        return cls(groups, dims)
+
+    def save(self, path: str | Path) -> None:
+        from shears.utils import atomic_write_json
+
+        atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> SearchSpace:
+        p = Path(path)
+        if not p.is_file():
+            raise ShearsError(f"search space file {str(p)!r} does not exist")
+        return cls.from_dict(json.loads(p.read_text()))
+
+    # ------------------------------------------------------------------ configs
+    @property
+    def modules(self) -> list[str]:
+        return [m for g in self.groups for m in g.modules]
+
+    def maximal(self) -> Config:
+        return {g.name: g.widths[0] for g in self.groups}
+
+    def minimal(self) -> Config:
+        return {g.name: g.widths[-1] for g in self.groups}
+
+    def heuristic(self) -> Config:
+        """The paper's zero-cost start: every group at its middle width ``widths[(n - 1) // 2]``."""
+        return {g.name: g.widths[(len(g.widths) - 1) // 2] for g in self.groups}
+
+    def named_config(self, name: str) -> Config:
+        """``heuristic`` | ``max`` | ``min``."""
+        table = {
+            "heuristic": self.heuristic,
+            "max": self.maximal,
+            "maximal": self.maximal,
+            "min": self.minimal,
+            "minimal": self.minimal,
+        }
+        if name not in table:
+            raise ShearsError(
+                f"config {name!r} is not known; allowed: heuristic, max, min, or a widths JSON"
+            )
+        return table[name]()
+
+    def validate(self, config: Config) -> Config:
+        """Check that ``config`` names every group exactly and uses allowed widths."""
+        if not isinstance(config, dict):
+            raise ShearsError(
+                f"a sub-adapter config must be a {{group: rank}} mapping, got {type(config).__name__}"
+            )
+        unknown = sorted(set(config) - set(self.by_name))
+        if unknown:
+            raise ShearsError(
+                f"config names unknown group {unknown[0]!r}; groups look like {self.groups[0].name!r}"
+            )
+        missing = [g.name for g in self.groups if g.name not in config]
+        if missing:
+            raise ShearsError(f"config misses group {missing[0]!r} (and {len(missing) - 1} more)")
+        for name, r in config.items():
+            widths = self.by_name[name].widths
+            if r not in widths:
+                raise ShearsError(f"config gives group {name!r} rank {r!r}; allowed: {widths}")
+        return {g.name: int(config[g.name]) for g in self.groups}
+
+    def sample(self, seed: int, step: int) -> Config:
+        """One uniform, independent width per group, a pure function of ``(seed, step)``: the
+        same on every worker of a distributed run and after a resume."""
+        gen = torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step)) % (2**63 - 1))
+        return {
+            g.name: g.widths[int(torch.randint(len(g.widths), (1,), generator=gen))]
+            for g in self.groups
+        }
+
+    def adapter_parameters(self, config: Config) -> int:
+        """Adapter parameters of a sub-adapter: sum of r * (in + out) over its modules."""
+        total = 0
+        for g in self.groups:
+            r = config[g.name]
+            for m in g.modules:
+                i, o = self.module_dims[m]
+                total += r * (i + o)
+        return total
+
+    def module_ranks(self, config: Config) -> dict[str, int]:
+        """``{module_name: rank}`` for a config."""
+        return {m: config[g.name] for g in self.groups for m in g.modules}
+
+    # ------------------------------------------------------------------ model
+    def apply(self, layers: dict[str, ElasticLoRALinear], config: Config) -> None:
+        """Activate ``config`` on the elastic layers (a slice switch; nothing is copied)."""
+        for m, r in self.module_ranks(config).items():
+            if m not in layers:
+                raise ShearsError(
+                    f"module {m!r} of the search space has no elastic adapter in the model"
+                )
+            layers[m].active_rank = r
+
+    def active_config(self, layers: dict[str, ElasticLoRALinear]) -> Config:
+        return {g.name: layers[g.modules[0]].active_rank for g in self.groups}

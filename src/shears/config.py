@@ -1,0 +1,226 @@
+"""Typed dataclass configs: build from dicts / YAML / JSON / CLI flags, with clear errors.
+
+Every stage has a ``@dataclass`` config whose fields carry ``metadata={"help": ...}``; the CLI
+flags are generated from those fields (so ``--help`` documents every flag) and validation lives
+in each config's ``__post_init__``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from shears.errors import ShearsError
+
+T = TypeVar("T")
+
+
+def field(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:  # noqa: A002
+    """``dataclasses.field`` with a ``help`` text (used for ``--help`` and docs)."""
+    meta = dict(kwargs.pop("metadata", {}) or {}, help=help)
+    if isinstance(default, (list, dict, set)):
+        value = default
+        return dataclasses.field(
+            default_factory=lambda: type(value)(value), metadata=meta, **kwargs
+        )
+    return dataclasses.field(default=default, metadata=meta, **kwargs)
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _coerce(name: str, value: Any, tp: Any) -> Any:
+    """Convert ``value`` to type ``tp`` or raise a ShearsError naming ``name``."""
+    tp, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ShearsError(f"config key {name!r} must not be null")
+    origin = typing.get_origin(tp)
+    try:
+        if dataclasses.is_dataclass(tp):
+            if isinstance(value, tp):
+                return value
+            if not isinstance(value, dict):
+                raise TypeError
+            return from_dict(tp, value, prefix=f"{name}.")
+        if tp is Any:
+            return value
+        if origin in (list, tuple):
+            if isinstance(value, str):
+                value = [v for v in value.split(",") if v.strip()]
+            if not isinstance(value, (list, tuple)):
+                raise TypeError
+            (inner,) = typing.get_args(tp)[:1] or (Any,)
+            return [_coerce(f"{name}[{i}]", v, inner) for i, v in enumerate(value)]
+        if origin is dict:
+            if not isinstance(value, dict):
+                raise TypeError
+            return dict(value)
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in (
+                "true",
+                "1",
+                "yes",
+                "on",
+                "false",
+                "0",
+                "no",
+                "off",
+            ):
+                return value.lower() in ("true", "1", "yes", "on")
+            raise TypeError
+        if tp is int:
+            if isinstance(value, bool):
+                raise TypeError
+            if isinstance(value, float) and not value.is_integer():
+                raise TypeError
+            return int(value)
+        if tp is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if tp is str:
+            if isinstance(value, (dict, list)):
+                raise TypeError
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    tname = getattr(tp, "__name__", str(tp))
+    raise ShearsError(f"config key {name!r} must be {tname}, got {value!r}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types are ShearsErrors."""
+    if not isinstance(data, dict):
+        raise ShearsError(f"config {prefix or cls.__name__!r} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ShearsError(
+            f"unknown config key {prefix + unknown[0]!r}; allowed: {', '.join(sorted(fields))}"
+        )
+    kwargs = {k: _coerce(prefix + k, v, hints[k]) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Dataclass -> plain JSON/YAML-friendly dict."""
+    return dataclasses.asdict(cfg)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON mapping."""
+    p = Path(path)
+    if not p.is_file():
+        raise ShearsError(f"config file {str(p)!r} does not exist")
+    text = p.read_text()
+    try:
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ShearsError(
+            f"config file {str(p)!r} is not valid {p.suffix[1:] or 'YAML'}: {exc}"
+        ) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ShearsError(f"config file {str(p)!r} must hold a mapping at the top level")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict (copied)."""
+    out = json.loads(json.dumps(data))
+    for item in overrides:
+        if "=" not in item:
+            raise ShearsError(f"override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw else ""
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ShearsError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = value
+    return out
+
+
+# ---------------------------------------------------------------------------- CLI bridge
+
+
+def add_dataclass_args(
+    parser: argparse.ArgumentParser, cls: type, exclude: tuple[str, ...] = ()
+) -> None:
+    """Add one ``--flag`` per field of ``cls`` (``foo_bar`` -> ``--foo-bar``), help from metadata.
+
+    Defaults are left as ``None`` (argparse.SUPPRESS) so that only flags the user gave override
+    the dataclass defaults / a config file.
+    """
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in exclude or not f.init:
+            continue
+        tp, _ = _unwrap_optional(hints[f.name])
+        flag = "--" + f.name.replace("_", "-")
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        )
+        help_text = f.metadata.get("help", "")
+        help_text = (
+            f"{help_text} (default: {default!r})" if help_text else f"(default: {default!r})"
+        )
+        if tp is bool:
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
+        elif typing.get_origin(tp) in (list, tuple):
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                default=argparse.SUPPRESS,
+                metavar="A,B,...",
+                help=help_text + " (comma-separated)",
+            )
+        else:
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                default=argparse.SUPPRESS,
+                metavar=tp.__name__.upper() if isinstance(tp, type) else "VALUE",
+                help=help_text,
+            )
+
+
+def dataclass_from_args(
+    cls: type[T], args: argparse.Namespace, base: dict[str, Any] | None = None
+) -> T:
+    """Build ``cls`` from a base dict (e.g. a config file) updated by the flags the user gave."""
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    data = dict(base or {})
+    data.update({k: v for k, v in vars(args).items() if k in names})
+    return from_dict(cls, data)

@@ -1,0 +1,1 @@
+"""Instruction data, prompts and calibration text."""

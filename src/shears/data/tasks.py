@@ -1,0 +1,194 @@
+"""Instruction / evaluation examples from Alpaca-style JSON(L), hub datasets and reasoning-gym.
+
+Every loader returns a list of plain dicts with the keys ``instruction``, ``input``, ``output``
+(the target text for training, may be empty for test-only data) and ``answer`` (the label used for
+scoring, may be empty), plus ``template`` where the source has one (for splitting).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+from shears.errors import ShearsError
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+
+
+def _example(
+    instruction: str, input: str = "", output: str = "", answer: str = "", **extra: Any
+) -> dict:  # noqa: A002
+    return {"instruction": instruction, "input": input, "output": output, "answer": answer, **extra}
+
+
+def load_json_records(path: str | Path, require: tuple[str, ...] = ("instruction",)) -> list[dict]:
+    """Read a JSON list or a JSONL file of records (LLM-Adapters / Alpaca format).
+
+    Fields: ``instruction`` (required), ``input``, ``output``, ``answer``. Raises a ShearsError
+    naming the first record that misses a required field.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ShearsError(f"data file {str(p)!r} does not exist")
+    text = p.read_text()
+    try:
+        if p.suffix == ".jsonl":
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            rows = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ShearsError(f"data file {str(p)!r} is not valid JSON: {exc}") from exc
+    if isinstance(rows, dict) and "data" in rows:
+        rows = rows["data"]
+    if not isinstance(rows, list) or not rows:
+        raise ShearsError(f"data file {str(p)!r} holds no records (expected a non-empty JSON list)")
+    return [_normalise(r, i, require, str(p)) for i, r in enumerate(rows)]
+
+
+def _normalise(r: Any, i: int, require: tuple[str, ...], where: str) -> dict:
+    if not isinstance(r, dict):
+        raise ShearsError(f"{where}: record {i} is not an object")
+    for key in require:
+        if key not in r or r[key] in (None, ""):
+            raise ShearsError(
+                f"{where}: record {i} has no {key!r} field; records need {', '.join(require)} "
+                f"(found: {', '.join(sorted(r))})"
+            )
+    extra = {k: v for k, v in r.items() if k not in ("instruction", "input", "output", "answer")}
+    return _example(
+        str(r.get("instruction", "")),
+        str(r.get("input", "") or ""),
+        str(r.get("output", "") or ""),
+        str(r.get("answer", "") or ""),
+        **extra,
+    )
+
+
+def load_hf_records(
+    name: str,
+    config: str | None = None,
+    split: str = "train",
+    fields: dict[str, str] | None = None,
+    require: tuple[str, ...] = ("instruction",),
+) -> list[dict]:
+    """Load a ``datasets`` dataset (hub id or local path) and map its columns to our fields.
+
+    ``fields`` maps our keys to column names, e.g. ``{"instruction": "question", "output": "answer"}``.
+    """
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(name, config, split=split)
+    except Exception as exc:  # datasets raises many types
+        raise ShearsError(
+            f"could not load dataset {name!r} (config {config!r}, split {split!r}): {exc}"
+        ) from exc
+    fields = fields or {}
+    rows = []
+    for i, row in enumerate(ds):
+        mapped = {
+            k: row.get(fields.get(k, k), "") for k in ("instruction", "input", "output", "answer")
+        }
+        rows.append(_normalise(mapped, i, require, name))
+    return rows
+
+
+# ---------------------------------------------------------------------------- reasoning-gym
+
+
+def _gsm_answer_text(entry: dict) -> str:
+    cot = entry.get("metadata", {}).get("answer_cot")
+    if cot:
+        return cot.strip()
+    return f"The answer is {entry['answer']}."
+
+
+def reasoning_gym_templates(name: str, seed: int) -> int | None:
+    """Number of templates of a reasoning-gym generator (None when it has no template notion)."""
+    import reasoning_gym
+
+    ds = reasoning_gym.create_dataset(name, size=1, seed=seed)
+    gens = getattr(ds, "generators", None)
+    return len(gens) if gens else None
+
+
+def split_templates(
+    templates: list[int], seed: int, fractions: tuple[float, float, float]
+) -> dict[str, set[int]]:
+    """Shuffle template ids with ``seed`` and cut them into disjoint train/validation/test sets."""
+    ids = sorted(templates)
+    random.Random(seed).shuffle(ids)
+    n = len(ids)
+    n_val = max(1, round(fractions[1] * n))
+    n_test = max(1, round(fractions[2] * n))
+    n_train = n - n_val - n_test
+    if n_train < 1:
+        raise ShearsError(
+            f"{n} templates cannot be split into train/validation/test with fractions {fractions}"
+        )
+    return {
+        "train": set(ids[:n_train]),
+        "validation": set(ids[n_train : n_train + n_val]),
+        "test": set(ids[n_train + n_val :]),
+    }
+
+
+def load_reasoning_gym(
+    name: str,
+    split: str,
+    size: int,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    split_seed: int = 1234,
+) -> list[dict]:
+    """``size`` problems of reasoning-gym generator ``name`` for ``split``.
+
+    Generators with templates (``gsm_symbolic``: 100 templates, chosen per item by
+    ``ds.task_indices[idx]``; note ``metadata['source_index']`` is the item index, not the template)
+    are split **by template** with ``split_seed``, so test templates never appear in training.
+    Other generators are split by disjoint seeds (``seed`` + split offset). The output text is the
+    worked solution when the generator has one (``answer_cot``), else ``The answer is X.``
+    """
+    import reasoning_gym
+
+    if split not in SPLITS:
+        raise ShearsError(f"split {split!r} is not known; allowed: {', '.join(SPLITS)}")
+    if size < 1:
+        raise ShearsError(f"size must be >= 1, got {size}")
+    try:
+        probe = reasoning_gym.create_dataset(name, size=1, seed=seed)
+    except Exception as exc:
+        raise ShearsError(f"reasoning-gym has no generator {name!r}: {exc}") from exc
+    offset = {"train": 0, "validation": 1, "test": 2}[split]
+    out: list[dict] = []
+    if getattr(probe, "generators", None) and hasattr(probe, "task_indices"):
+        keep = split_templates(list(probe.generators), split_seed, fractions)[split]
+        # generate in chunks until we have ``size`` items from our templates
+        chunk = max(4 * size, 64)
+        round_ = 0
+        while len(out) < size:
+            ds = reasoning_gym.create_dataset(
+                name, size=chunk, seed=seed * 1000 + offset * 100 + round_
+            )
+            for idx in range(len(ds)):
+                tpl = int(ds.task_indices[idx])
+                if tpl in keep:
+                    out.append(_gym_example(ds[idx], tpl))
+                    if len(out) == size:
+                        break
+            round_ += 1
+    else:
+        ds = reasoning_gym.create_dataset(name, size=size, seed=seed * 1000 + offset * 100 + 17)
+        out = [_gym_example(ds[i], None) for i in range(size)]
+    return out
+
+
+def _gym_example(entry: dict, template: int | None) -> dict:
+    return _example(
+        entry["question"], "", _gsm_answer_text(entry), str(entry["answer"]), template=template
+    )

