@@ -1,0 +1,81 @@
+"""Sliding-window perplexity over a token stream, as the pruning literature reports it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _as_stream(tokenizer: object, texts_or_ids: object) -> torch.Tensor:
+    """A 1-D LongTensor of ids from a string, a list of strings (joined by EOS) or ids."""
+    if isinstance(texts_or_ids, torch.Tensor):
+        return texts_or_ids.reshape(-1).long()
+    if isinstance(texts_or_ids, str):
+        texts_or_ids = [texts_or_ids]
+    if isinstance(texts_or_ids, Sequence) and texts_or_ids and isinstance(texts_or_ids[0], int):
+        return torch.tensor(list(texts_or_ids), dtype=torch.long)
+    eos = getattr(tokenizer, "eos_token_id", None)
+    ids: list[int] = []
+    for i, text in enumerate(texts_or_ids):  # type: ignore[union-attr]
+        if i and eos is not None:
+            ids.append(eos)
+        ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"])  # type: ignore[operator]
+    return torch.tensor(ids, dtype=torch.long)
+
+
+@torch.no_grad()
+def perplexity(
+    model: nn.Module,
+    tokenizer: object,
+    texts_or_ids: str | Sequence[str] | Sequence[int] | torch.Tensor,
+    seqlen: int = 512,
+    stride: int | None = None,
+    batch_size: int = 1,
+    device: str | torch.device | None = None,
+) -> float:
+    """``exp(mean NLL)`` of every token but the first, windows of ``seqlen`` moved by ``stride``.
+
+    Each window scores only the tokens the previous window did not (``stride == seqlen``, the
+    default, gives disjoint windows; a smaller stride gives every token more context).
+    """
+    stride = stride or seqlen
+    if not 0 < stride <= seqlen:
+        raise ValueError(f"stride {stride} must be in [1, seqlen={seqlen}]")
+    ids = _as_stream(tokenizer, texts_or_ids)  # (tokens,)
+    if ids.numel() < 2:
+        raise ValueError("perplexity needs at least 2 tokens")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+
+    # (begin, end, first scored position inside the window)
+    windows: list[tuple[int, int, int]] = []
+    prev_end = 0
+    for begin in range(0, ids.numel(), stride):
+        end = min(begin + seqlen, ids.numel())
+        first = max(prev_end - begin, 1)  # position 0 of a window has no prediction
+        if first < end - begin:
+            windows.append((begin, end, first))
+        prev_end = end
+        if end == ids.numel():
+            break
+
+    was_training = model.training
+    model.eval()
+    nll, count = 0.0, 0
+    i = 0
+    while i < len(windows):
+        length = windows[i][1] - windows[i][0]
+        group = [w for w in windows[i : i + batch_size] if w[1] - w[0] == length]
+        batch = torch.stack([ids[b:e] for b, e, _ in group]).to(device)  # (batch, length)
+        logits = model(input_ids=batch, use_cache=False).logits  # (batch, length, vocab)
+        for row, (_, _, first) in enumerate(group):
+            pred = logits[row, first - 1 : length - 1].float()  # (scored, vocab)
+            target = batch[row, first:length]
+            nll += float(F.cross_entropy(pred, target, reduction="sum"))
+            count += target.numel()
+        i += len(group)
+    model.train(was_training)
+    return math.exp(nll / count)

@@ -1,0 +1,234 @@
+"""Library entry points: :func:`prune_model` (in memory) and :func:`run_prune` (load, prune, save)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from shears.config import to_dict
+from shears.data.calibration import (
+    calibration_ids,
+    heldout_ids,
+    sample_windows,
+    token_stream,
+    validate_source,
+)
+from shears.errors import ShearsError
+from shears.models import (
+    count_parameters,
+    find_targets,
+    in_out_features,
+    load_model,
+    validate_model_spec,
+)
+from shears.prune.calibrate import SequentialPruner
+from shears.prune.config import PruneConfig
+from shears.prune.report import overall_sparsity, plot_sparsity
+from shears.utils import (
+    atomic_dir,
+    atomic_write_json,
+    check_output_dir,
+    peak_memory,
+    resolve_device,
+    resolve_dtype,
+)
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILE = "prune_report.json"
+PLOT_FILE = "sparsity_per_layer.png"
+CONFIG_FILE = "prune_config.json"
+
+
+def check_pattern_fits(targets: dict[str, nn.Module], nm: tuple[int, int] | None) -> None:
+    """N:M needs every target's input width divisible by M."""
+    if nm is None:
+        return
+    for name, mod in targets.items():
+        in_f, _ = in_out_features(mod)
+        if in_f % nm[1]:
+            raise ShearsError(
+                f"--pattern {nm[0]}:{nm[1]} needs every target's input width divisible by "
+                f"{nm[1]}; {name} has {in_f} (use --ignore to skip it)"
+            )
+
+
+def build_calibration(
+    tokenizer: object, cfg: PruneConfig, calibration: torch.Tensor | Sequence[str] | None = None
+) -> torch.Tensor:
+    """(nsamples, seqlen) token windows from ``calibration`` (ids or texts) or ``cfg``'s source."""
+    if isinstance(calibration, torch.Tensor):
+        if calibration.dim() != 2:
+            raise ShearsError(
+                f"calibration ids must be (nsamples, seqlen), got {tuple(calibration.shape)}"
+            )
+        return calibration.long()
+    if calibration is not None:
+        ids = token_stream(tokenizer, calibration, 2 * cfg.nsamples * cfg.seqlen)
+        return sample_windows(ids, cfg.nsamples, cfg.seqlen, cfg.seed)
+    return calibration_ids(
+        tokenizer,
+        cfg.calibration,
+        cfg.nsamples,
+        cfg.seqlen,
+        cfg.seed,
+        cfg.text_field,
+        cfg.dataset_config,
+        cfg.dataset_split,
+    )
+
+
+def prune_model(
+    model: nn.Module,
+    tokenizer: object,
+    cfg: PruneConfig,
+    calibration: torch.Tensor | Sequence[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Prune ``model`` in place as ``cfg`` says; return the report (a JSON-friendly dict).
+
+    ``calibration``: token ids (nsamples, seqlen), a list of texts to sample windows from, or
+    ``None`` to read ``cfg.calibration``. Ignored by magnitude pruning.
+    """
+    targets = find_targets(model, cfg.targets, cfg.ignore)
+    check_pattern_fits(targets, cfg.nm)
+    t0 = time.perf_counter()
+    ids = build_calibration(tokenizer, cfg, calibration) if cfg.needs_calibration else None
+    t_data = time.perf_counter() - t0
+    logger.info(
+        "pruning %d layers with %s, %s at sparsity %.3f%s",
+        len(targets),
+        cfg.method,
+        cfg.pattern,
+        cfg.sparsity,
+        f", calibration {tuple(ids.shape)}" if ids is not None else "",
+    )
+    t1 = time.perf_counter()
+    pruner = SequentialPruner(
+        model,
+        targets,
+        method=cfg.method,
+        sparsity=cfg.sparsity,
+        nm=cfg.nm,
+        batch_size=cfg.batch_size,
+        blocksize=cfg.blocksize,
+        percdamp=cfg.percdamp,
+        offload_activations=cfg.offload_activations,
+        progress=progress,
+    )
+    layers = pruner.run(ids)
+    t_prune = time.perf_counter() - t1
+    overall = overall_sparsity(layers)
+    logger.info(
+        "pruned in %.1f s: %.4f of %d target weights are zero",
+        t_prune,
+        overall["sparsity"],
+        overall["numel"],
+    )
+    return {
+        "method": cfg.method,
+        "pattern": cfg.pattern,
+        "sparsity": cfg.sparsity,
+        "calibration": None
+        if ids is None
+        else {
+            "source": "in-memory" if calibration is not None else cfg.calibration,
+            "nsamples": int(ids.shape[0]),
+            "seqlen": int(ids.shape[1]),
+            "tokens": int(ids.numel()),
+            "seed": cfg.seed,
+            "batch_size": cfg.batch_size,
+        },
+        "targets": overall,
+        "layers": layers,
+        "model_parameters": count_parameters(model),
+        "seconds": {"calibration_data": round(t_data, 3), "prune": round(t_prune, 3)},
+        "peak_memory": peak_memory(),
+    }
+
+
+def preflight(cfg: PruneConfig, overwrite: bool = False) -> None:
+    """Every check that needs no model: model spec, output folder, text sources, device, dtype."""
+    validate_model_spec(cfg.model, cfg.gguf_file)
+    check_output_dir(cfg.output_dir, overwrite)
+    if cfg.needs_calibration:
+        validate_source(cfg.calibration, "--calibration")
+    if cfg.eval_ppl:
+        validate_source(cfg.ppl_source, "--ppl-source")
+    resolve_dtype(cfg.dtype, resolve_device(cfg.device))
+
+
+def run_prune(cfg: PruneConfig, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Load ``cfg.model``, prune it, optionally measure perplexity, and save everything into
+    ``cfg.output_dir`` in one atomic step: the model (safetensors) and tokenizer,
+    ``prune_report.json``, ``sparsity_per_layer.png`` and ``prune_config.json``.
+    """
+    from shears.evaluate.perplexity import perplexity
+
+    t_start = time.perf_counter()
+    preflight(cfg, overwrite)
+    model, tok = load_model(cfg.model, cfg.dtype, cfg.device, cfg.gguf_file, cfg.trust_remote_code)
+    t_load = time.perf_counter() - t_start
+    targets = find_targets(model, cfg.targets, cfg.ignore)
+    check_pattern_fits(targets, cfg.nm)
+    ids = build_calibration(tok, cfg) if cfg.needs_calibration else None
+
+    ppl: dict[str, Any] | None = None
+    t_ppl = 0.0
+    if cfg.eval_ppl:
+        t0 = time.perf_counter()
+        held = heldout_ids(
+            tok,
+            cfg.ppl_source,
+            cfg.ppl_tokens,
+            cfg.text_field,
+            cfg.dataset_config,
+            cfg.dataset_split,
+        )
+        ppl_bs = max(1, cfg.batch_size // 4)
+        dense = perplexity(model, tok, held, cfg.ppl_seqlen, batch_size=ppl_bs)
+        logger.info("dense perplexity %.3f on %d held-out tokens", dense, held.numel())
+        ppl = {
+            "source": cfg.ppl_source,
+            "tokens": int(held.numel()),
+            "seqlen": cfg.ppl_seqlen,
+            "dense": dense,
+        }
+        t_ppl += time.perf_counter() - t0
+
+    report = prune_model(model, tok, cfg, calibration=ids, progress=progress)
+    if ids is not None:
+        report["calibration"]["source"] = cfg.calibration
+
+    if ppl is not None:
+        t0 = time.perf_counter()
+        ppl["pruned"] = perplexity(model, tok, held, cfg.ppl_seqlen, batch_size=ppl_bs)
+        logger.info("pruned perplexity %.3f (dense %.3f)", ppl["pruned"], ppl["dense"])
+        t_ppl += time.perf_counter() - t0
+    report = {
+        "model": cfg.model,
+        "output_dir": str(cfg.output_dir),
+        **report,
+        "perplexity": ppl,
+    }
+    report["seconds"].update(load=round(t_load, 3), perplexity=round(t_ppl, 3))
+
+    with atomic_dir(cfg.output_dir, overwrite=overwrite) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        atomic_write_json(tmp / CONFIG_FILE, to_dict(cfg))
+        if cfg.plot:
+            plot_sparsity(
+                report["layers"], tmp / PLOT_FILE, f"{cfg.model}: {cfg.method} {cfg.pattern}"
+            )
+        report["seconds"]["total"] = round(time.perf_counter() - t_start, 3)
+        report["peak_memory"] = peak_memory()
+        atomic_write_json(tmp / REPORT_FILE, report)
+    logger.info("saved the pruned model and %s to %s", REPORT_FILE, Path(cfg.output_dir))
+    return report

@@ -1,0 +1,360 @@
+"""The pruning engine: sequential, block-by-block calibration with hooks (no pruning math here).
+
+How a run goes (:class:`SequentialPruner`):
+
+1. **Capture.** For every calibration micro-batch, run the model with a forward pre-hook on every
+   decoder block that records how the model calls it: the hidden states entering block 0 and,
+   for every block, the other positional and keyword arguments (attention mask, position
+   embeddings / ids, ... whatever that architecture passes; Gemma-3 passes a different mask to its
+   sliding-window layers, so every block gets its own record). Blocks 1..L-2 are replaced by a
+   pass-through while capturing and the pre-hook of the last block raises :class:`StopForward`,
+   so capture costs about one block's compute and never computes the LM head.
+2. **Per block**, in order: forward hooks on the block's target linears accumulate float32
+   statistics of their inputs over all micro-batches (Wanda: sum of squares per input column;
+   SparseGPT: ``X X^T``) while the still-dense block runs; the block's targets are pruned; the
+   pruned block is re-run and its outputs replace its inputs, micro-batch by micro-batch, as the
+   inputs of the next block. Each block therefore sees the outputs of the already pruned blocks.
+
+Memory: the calibration activations of one block boundary, ``nsamples x seqlen x hidden`` in the
+model dtype (SmolLM2-135M, 128 x 512 tokens, fp32: 151 MB), kept on the model's device or, with
+``offload_activations``, in CPU memory; plus one micro-batch of the block's intermediate
+activations, the per-block call arguments (deduplicated: identical tensors are stored once), and
+the statistics of one block's targets (SparseGPT: one ``in x in`` float32 matrix per distinct
+input; layers fed the same tensor, like q/k/v, share one). No buffer has a hidden fixed size.
+Magnitude pruning reads no data and skips all of this.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from shears.errors import ShearsError
+from shears.models import find_decoder_blocks, in_out_features, weight_out_in
+from shears.prune.magnitude import magnitude_mask
+from shears.prune.sparsegpt import HessianStats, sparsegpt_prune
+from shears.prune.wanda import ColumnNormStats, wanda_mask
+
+logger = logging.getLogger(__name__)
+
+
+class StopForward(Exception):
+    """Raised on purpose by the capture pre-hook of the last decoder block to end a model forward
+    once every block's call arguments are recorded (nothing after the blocks is computed).
+
+    Always caught inside :func:`capture_block_calls`; it never reaches user code.
+    """
+
+
+@dataclass
+class BlockCall:
+    """How the model calls one decoder block: the arguments besides the hidden states."""
+
+    args: tuple
+    kwargs: dict
+    hidden_key: str | None = None  # None: hidden states are the first positional argument
+
+
+def call_block(block: nn.Module, hidden: torch.Tensor, call: BlockCall) -> torch.Tensor:
+    """Run ``block`` on ``hidden`` with the recorded arguments; return its hidden-state output."""
+    if call.hidden_key is None:
+        out = block(hidden, *call.args, **call.kwargs)
+    else:
+        out = block(*call.args, **{**call.kwargs, call.hidden_key: hidden})
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _dedup(obj: Any, pool: list[torch.Tensor]) -> Any:
+    """Replace tensors equal to one already in ``pool`` by that one (saves per-batch copies)."""
+    if isinstance(obj, torch.Tensor):
+        for t in pool:
+            if (
+                t.shape == obj.shape
+                and t.dtype == obj.dtype
+                and t.device == obj.device
+                and (t is obj or torch.equal(t, obj))
+            ):
+                return t
+        pool.append(obj)
+        return obj
+    if isinstance(obj, tuple):
+        return tuple(_dedup(o, pool) for o in obj)
+    if isinstance(obj, list):
+        return [_dedup(o, pool) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _dedup(v, pool) for k, v in obj.items()}
+    return obj
+
+
+def _split_hidden(args: tuple, kwargs: dict) -> tuple[torch.Tensor, BlockCall]:
+    if args:
+        return args[0], BlockCall(tuple(args[1:]), dict(kwargs))
+    if "hidden_states" in kwargs:
+        rest = dict(kwargs)
+        hidden = rest.pop("hidden_states")
+        return hidden, BlockCall((), rest, "hidden_states")
+    raise ShearsError("cannot find the hidden states passed to the first decoder block")
+
+
+@torch.no_grad()
+def capture_block_calls(
+    model: nn.Module,
+    blocks: nn.ModuleList,
+    input_ids: torch.Tensor,
+    batch_size: int,
+    store_device: torch.device | None = None,
+) -> tuple[list[torch.Tensor], list[list[BlockCall]]]:
+    """Hidden states entering block 0 and every block's call arguments, per micro-batch.
+
+    Returns ``(hidden, calls)``: ``hidden[k]`` (batch, seq, hidden) on ``store_device`` (default:
+    where the model put it) and ``calls[k][i]`` for micro-batch ``k`` and block ``i``.
+    """
+    n_blocks = len(blocks)
+    hidden: list[torch.Tensor] = []
+    calls: list[list[BlockCall]] = []
+    pool: list[torch.Tensor] = []
+    current: dict[int, BlockCall] = {}
+    first_out: dict[str, Any] = {}
+
+    def pre_hook(idx: int) -> Callable:
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            h, call = _split_hidden(args, kwargs)
+            current[idx] = BlockCall(
+                _dedup(call.args, pool), _dedup(call.kwargs, pool), call.hidden_key
+            )
+            if idx == 0:
+                hidden.append(h.detach().to(store_device) if store_device else h.detach())
+            if idx == n_blocks - 1:
+                raise StopForward
+
+        return hook
+
+    def passthrough(*args: Any, **kwargs: Any) -> Any:
+        h, _ = _split_hidden(args, kwargs)
+        out0 = first_out["out"]
+        return (h, *out0[1:]) if isinstance(out0, tuple) else h
+
+    original_first = blocks[0].forward
+
+    def first_forward(*args: Any, **kwargs: Any) -> Any:
+        out = original_first(*args, **kwargs)  # real block 0: tells the output structure
+        first_out["out"] = out
+        return out
+
+    saved = [blk.__dict__.get("forward") for blk in blocks]
+    handles = [
+        blk.register_forward_pre_hook(pre_hook(i), with_kwargs=True) for i, blk in enumerate(blocks)
+    ]
+    try:
+        if n_blocks > 1:
+            blocks[0].forward = first_forward
+        for blk in list(blocks)[1:-1]:
+            blk.forward = passthrough
+        device = input_ids.device
+        for start in range(0, input_ids.shape[0], batch_size):
+            current.clear()
+            mb = input_ids[start : start + batch_size].to(device)  # (batch, seq)
+            try:
+                model(input_ids=mb, use_cache=False)
+            except StopForward:
+                pass
+            else:  # pragma: no cover - the last block always raises
+                raise RuntimeError("capture pass did not reach the last decoder block")
+            calls.append([current[i] for i in range(n_blocks)])
+            first_out.clear()
+    finally:
+        for h in handles:
+            h.remove()
+        for blk, fwd in zip(blocks, saved, strict=True):
+            blk.__dict__.pop("forward", None)
+            if fwd is not None:
+                blk.forward = fwd
+    return hidden, calls
+
+
+class InputStatsHooks:
+    """Forward hooks that feed each target's input to a statistics object (``stats[name]``).
+
+    Targets called one after another with the *same* input tensor (q/k/v, gate/up) share one
+    statistics object, so it is computed and stored once.
+    """
+
+    def __init__(self, modules: dict[str, nn.Module], make_stats: Callable[[nn.Module], Any]):
+        self.stats: dict[str, Any] = {}
+        self._last: tuple[torch.Tensor, str] | None = None
+        self._handles = [
+            mod.register_forward_hook(self._hook(name, mod, make_stats))
+            for name, mod in modules.items()
+        ]
+
+    def _hook(self, name: str, mod: nn.Module, make_stats: Callable) -> Callable:
+        def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
+            x = inputs[0]  # (batch, seq, in)
+            if self._last is not None and self._last[0] is x:
+                src = self.stats[self._last[1]]
+                if self.stats.setdefault(name, src) is src:
+                    return
+            if name not in self.stats:
+                self.stats[name] = make_stats(mod)
+            self.stats[name].update(x)
+            self._last = (x, name)
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._last = None
+
+
+def make_stats(method: str, module: nn.Module) -> Any:
+    """The statistics object ``method`` needs for ``module``'s inputs (on the weight's device)."""
+    in_f, _ = in_out_features(module)
+    dev = module.weight.device
+    if method == "wanda":
+        return ColumnNormStats(in_f, dev)
+    if method == "sparsegpt":
+        return HessianStats(in_f, dev)
+    raise ValueError(f"method {method!r} needs no statistics")
+
+
+@torch.no_grad()
+def prune_layer(
+    module: nn.Module,
+    method: str,
+    stats: Any,
+    sparsity: float,
+    nm: tuple[int, int] | None = None,
+    blocksize: int = 128,
+    percdamp: float = 0.01,
+) -> None:
+    """Prune one ``nn.Linear`` / ``Conv1D`` in place with ``method`` and its input ``stats``."""
+    w = weight_out_in(module)  # (out, in) view; a transposed view for Conv1D
+    if method == "magnitude":
+        w.masked_fill_(magnitude_mask(w, sparsity, nm), 0.0)
+    elif method == "wanda":
+        w.masked_fill_(wanda_mask(w, stats.norms(), sparsity, nm), 0.0)
+    elif method == "sparsegpt":
+        new = sparsegpt_prune(w, stats.hessian(), sparsity, nm, blocksize, percdamp)
+        w.copy_(new.to(w.dtype))
+    else:
+        raise ValueError(f"unknown pruning method {method!r}")
+
+
+def layer_sparsity(module: nn.Module) -> dict[str, Any]:
+    """Exact zeros of a layer's weight."""
+    w = module.weight.detach()
+    zeros = int((w == 0).sum())
+    return {"zeros": zeros, "numel": w.numel(), "sparsity": zeros / w.numel()}
+
+
+class SequentialPruner:
+    """Prunes ``targets`` of ``model`` block by block (see the module docstring).
+
+    ``targets``: full module name -> linear module (from :func:`shears.models.find_targets`).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        targets: dict[str, nn.Module],
+        method: str = "wanda",
+        sparsity: float = 0.5,
+        nm: tuple[int, int] | None = None,
+        batch_size: int = 8,
+        blocksize: int = 128,
+        percdamp: float = 0.01,
+        offload_activations: bool = False,
+        progress: bool = True,
+        on_block_stats: Callable[[int, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.targets = targets
+        self.method = method
+        self.sparsity = sparsity
+        self.nm = nm
+        self.batch_size = batch_size
+        self.blocksize = blocksize
+        self.percdamp = percdamp
+        self.offload = offload_activations
+        self.progress = progress
+        self.on_block_stats = on_block_stats  # called with (block index, stats by name)
+        self.prefix, self.blocks = find_decoder_blocks(model)
+
+    def _block_targets(self, idx: int) -> dict[str, nn.Module]:
+        head = f"{self.prefix}.{idx}."
+        return {n: m for n, m in self.targets.items() if n.startswith(head)}
+
+    def _prune(self, name: str, module: nn.Module, stats: Any) -> None:
+        if stats is None and self.method != "magnitude":
+            raise ShearsError(f"target {name!r} received no input during calibration")
+        prune_layer(
+            module, self.method, stats, self.sparsity, self.nm, self.blocksize, self.percdamp
+        )
+        logger.debug("pruned %s: %.4f zeros", name, layer_sparsity(module)["sparsity"])
+
+    @torch.no_grad()
+    def run(self, input_ids: torch.Tensor | None = None) -> dict[str, dict[str, Any]]:
+        """Prune every target; ``input_ids`` (nsamples, seqlen) unless the method is magnitude.
+
+        Returns per-layer ``{"zeros", "numel", "sparsity", "block"}`` in model order.
+        """
+        per_block = [self._block_targets(i) for i in range(len(self.blocks))]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            if self.method == "magnitude":
+                for block_targets in tqdm(
+                    per_block, desc="prune blocks", disable=not self.progress
+                ):
+                    for name, mod in block_targets.items():
+                        self._prune(name, mod, None)
+            else:
+                if input_ids is None:
+                    raise ValueError(f"method {self.method!r} needs calibration input_ids")
+                self._run_sequential(input_ids, per_block)
+        finally:
+            self.model.train(was_training)
+        info = {}
+        for i, block_targets in enumerate(per_block):
+            for name, mod in block_targets.items():
+                info[name] = {**layer_sparsity(mod), "block": i}
+        return info
+
+    def _run_sequential(
+        self, input_ids: torch.Tensor, per_block: list[dict[str, nn.Module]]
+    ) -> None:
+        device = next(self.model.parameters()).device
+        store = torch.device("cpu") if self.offload else None
+        hidden, calls = capture_block_calls(
+            self.model, self.blocks, input_ids.to(device), self.batch_size, store
+        )
+        last = max(i for i, t in enumerate(per_block) if t)
+        bar = tqdm(total=last + 1, desc=f"{self.method} blocks", disable=not self.progress)
+        for idx in range(last + 1):
+            block, block_targets = self.blocks[idx], per_block[idx]
+            block_device = next(block.parameters()).device
+            if block_targets:
+                hooks = InputStatsHooks(block_targets, lambda m: make_stats(self.method, m))
+                try:
+                    for k, h in enumerate(hidden):  # dense pass: statistics only
+                        call_block(block, h.to(block_device), calls[k][idx])
+                finally:
+                    hooks.remove()
+                if self.on_block_stats is not None:
+                    self.on_block_stats(idx, hooks.stats)
+                for name, mod in block_targets.items():
+                    self._prune(name, mod, hooks.stats.get(name))
+                del hooks
+            if idx < last:  # pruned pass: outputs become the next block's inputs
+                for k, h in enumerate(hidden):
+                    out = call_block(block, h.to(block_device), calls[k][idx])
+                    hidden[k] = out.to(store) if store is not None else out
+            bar.update(1)
+        bar.close()

@@ -1,0 +1,117 @@
+"""``PruneConfig``: every setting of ``shears prune`` (CLI flags are generated from it)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from shears.config import field
+from shears.errors import ShearsError
+from shears.prune.masks import parse_pattern
+
+METHODS = ("wanda", "magnitude", "sparsegpt")
+_NM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+
+
+@dataclass
+class PruneConfig:
+    """Stage 1 of Shears: sparsify a causal LM (Wanda by default)."""
+
+    model: str = field(
+        "smollm2-135m",
+        help="model to prune: a named default (smollm2-135m), a local Hugging Face folder, "
+        "a .gguf file or a hub id",
+    )
+    gguf_file: str | None = field(None, help="GGUF file name inside the --model folder")
+    output_dir: str = field("outputs/pruned", help="folder for the pruned model and its report")
+    method: str = field("wanda", help=f"pruning method: {', '.join(METHODS)}")
+    sparsity: float = field(
+        0.5, help="fraction of weights zeroed in every output row, in [0, 1) (unstructured)"
+    )
+    pattern: str = field(
+        "unstructured",
+        help="'unstructured' or N:M (e.g. 2:4: N zeros in every M consecutive inputs; "
+        "sets the sparsity to N/M)",
+    )
+    targets: list[str] = field(
+        [],
+        help="name patterns of the linear layers to prune (suffix like q_proj, or re:<regex>); "
+        "default: every linear layer in the decoder blocks",
+    )
+    ignore: list[str] = field([], help="name patterns of linear layers to leave dense")
+    calibration: str = field(
+        "default",
+        help="calibration text: 'default' (offline text generated with reasoning-gym), a .txt "
+        "file, a .json/.jsonl file (see --text-field), or a datasets name or local path (see "
+        "--dataset-config, --dataset-split, --text-field)",
+    )
+    text_field: str = field("text", help="field holding the text in JSON records / dataset rows")
+    dataset_config: str | None = field(None, help="datasets configuration name (e.g. 'en')")
+    dataset_split: str = field("train", help="datasets split to read calibration text from")
+    nsamples: int = field(128, help="number of calibration windows")
+    seqlen: int = field(512, help="tokens per calibration window")
+    seed: int = field(0, help="seed for choosing the calibration windows")
+    batch_size: int = field(
+        8, help="calibration micro-batch (windows per forward pass); bounds activation memory"
+    )
+    offload_activations: bool = field(
+        False, help="keep the calibration activations between blocks in CPU memory (for GPUs)"
+    )
+    blocksize: int = field(128, help="SparseGPT: columns processed per block")
+    percdamp: float = field(
+        0.01, help="SparseGPT: dampening, fraction of the mean Hessian diagonal"
+    )
+    eval_ppl: bool = field(False, help="measure perplexity on held-out text before and after")
+    ppl_source: str = field(
+        "default",
+        help="held-out text for --eval-ppl (same kinds as --calibration; 'default' is offline "
+        "text disjoint from the default calibration text)",
+    )
+    ppl_seqlen: int = field(512, help="window length for --eval-ppl")
+    ppl_tokens: int = field(16384, help="at most this many held-out tokens for --eval-ppl")
+    dtype: str = field("auto", help="auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16...")
+    device: str = field("auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    trust_remote_code: bool = field(False, help="allow custom model code from the model folder")
+    plot: bool = field(True, help="write sparsity_per_layer.png next to the report")
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ShearsError(
+                f"--method {self.method!r} is not known; allowed: {', '.join(METHODS)}"
+            )
+        if not 0.0 <= self.sparsity < 1.0:
+            raise ShearsError(f"--sparsity {self.sparsity} is outside [0, 1)")
+        self.pattern = self.pattern.strip().lower()
+        if self.pattern != "unstructured":
+            m = _NM.match(self.pattern)
+            if not m:
+                raise ShearsError(
+                    f"--pattern {self.pattern!r} is not 'unstructured' or N:M (e.g. 2:4)"
+                )
+            n, mm = int(m.group(1)), int(m.group(2))
+            if not 0 < n < mm:
+                raise ShearsError(
+                    f"--pattern {self.pattern!r}: N:M needs 0 < N < M (e.g. 2:4, 4:8)"
+                )
+            self.pattern = f"{n}:{mm}"
+            self.sparsity = n / mm
+        for name in ("nsamples", "seqlen", "batch_size", "blocksize", "ppl_seqlen", "ppl_tokens"):
+            value = getattr(self, name)
+            if value < 1:
+                raise ShearsError(f"--{name.replace('_', '-')} {value} must be >= 1")
+        if self.seed < 0:
+            raise ShearsError(f"--seed {self.seed} must be >= 0")
+        if not 0.0 < self.percdamp < 10.0:
+            raise ShearsError(f"--percdamp {self.percdamp} must be in (0, 10)")
+        if not self.text_field:
+            raise ShearsError("--text-field must not be empty")
+
+    @property
+    def nm(self) -> tuple[int, int] | None:
+        """``(N, M)`` for an N:M pattern, else ``None``."""
+        return parse_pattern(self.pattern)
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Magnitude pruning reads no data."""
+        return self.method != "magnitude"
