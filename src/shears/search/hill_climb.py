@@ -1,0 +1,112 @@
+"""Hill-climbing over sub-adapter configs (the Shears paper's search).
+
+Start at a config (the heuristic by default); each turn evaluates the unvisited one-step
+neighbours of the current config and moves to the best of them, even when it is worse (as the
+reference notebook); a config is never visited twice. Stops after ``max_turns``, when the budget is
+spent, or after ``patience`` turns in a row without a new best. Returns the best config *seen*.
+
+With ``screen_top_k > 0`` and an objective that can ``estimate`` (first-order screening), only the
+``screen_top_k`` neighbours with the best estimates are evaluated exactly, plus any neighbour
+already evaluated (free).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from shears.adapters.search_space import Config, SearchSpace
+from shears.search.evaluator import BudgetExhausted, CachedEvaluator, Evaluation
+from shears.search.space_ops import config_key, neighbours
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchOutcome:
+    """What an algorithm returns: the best evaluation and a short account of the walk."""
+
+    best: Evaluation | None
+    stop_reason: str
+    trajectory: list[dict] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+
+def hill_climb(
+    space: SearchSpace,
+    evaluator: CachedEvaluator,
+    start: Config | None = None,
+    max_turns: int = 10,
+    patience: int = 1,
+    screen_top_k: int = 0,
+) -> SearchOutcome:
+    """Run hill-climbing; see the module docstring. ``patience=0``: never stop early."""
+    current = space.validate(start if start is not None else space.heuristic())
+    visited = {config_key(space, current)}
+    trajectory: list[dict] = []
+    try:
+        cur_cost = evaluator.cost_of(current)
+    except BudgetExhausted:
+        return SearchOutcome(evaluator.best(), "budget", trajectory)
+    trajectory.append({"turn": 0, "config_key": config_key(space, current), "cost": cur_cost})
+    best_cost = cur_cost
+    stale = 0
+    stop = "turns"
+    for turn in range(1, max_turns + 1):
+        evaluator.set_anchor(current)
+        cands = [c for _, _, c in neighbours(space, current) if config_key(space, c) not in visited]
+        if not cands:
+            stop = "no unvisited neighbour"
+            break
+        n_screened = None
+        if screen_top_k > 0:
+            fresh = [c for c in cands if not evaluator.is_known(c)]
+            est = evaluator.estimate(current, fresh) if len(fresh) > screen_top_k else None
+            if est is not None:
+                order = sorted(range(len(fresh)), key=lambda i: est[i])
+                keep = {config_key(space, fresh[i]) for i in order[:screen_top_k]}
+                cands = [c for c in cands if evaluator.is_known(c) or config_key(space, c) in keep]
+                n_screened = len(fresh)
+        scored: list[tuple[float, Config]] = []
+        out_of_budget = False
+        for c in cands:
+            try:
+                scored.append((evaluator.cost_of(c), c))
+            except BudgetExhausted:
+                out_of_budget = True
+                break
+        if not scored:
+            stop = "budget"
+            break
+        move_cost, move = min(scored, key=lambda t: t[0])  # first on ties
+        current = move
+        visited.add(config_key(space, current))
+        trajectory.append(
+            {
+                "turn": turn,
+                "config_key": config_key(space, current),
+                "cost": move_cost,
+                "candidates": len(scored),
+                "screened_from": n_screened,
+                "evaluations": evaluator.n_evaluations,
+            }
+        )
+        logger.info(
+            "turn %d: moved to cost %.5f (best %.5f), %d candidates, %d evaluations so far",
+            turn,
+            move_cost,
+            min(best_cost, move_cost),
+            len(scored),
+            evaluator.n_evaluations,
+        )
+        if move_cost < best_cost:
+            best_cost, stale = move_cost, 0
+        else:
+            stale += 1
+        if out_of_budget:
+            stop = "budget"
+            break
+        if patience and stale >= patience:
+            stop = "no improvement"
+            break
+    return SearchOutcome(evaluator.best(), stop, trajectory)
