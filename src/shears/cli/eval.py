@@ -1,0 +1,51 @@
+"""``shears eval``: a thin layer turning flags (and an optional config file) into an EvalConfig."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from shears.config import add_dataclass_args, apply_overrides, dataclass_from_args, load_config_file
+from shears.evaluate.runner import EvalConfig
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate a model (+ super-adapter sub-config or PEFT adapter) on math, multiple "
+        "choice, perplexity and lm-eval tasks",
+        description="Evaluate a (sparse) model, optionally with a Shears super-adapter at a chosen "
+        "sub-adapter or an exported PEFT adapter. Writes eval_results.json (per-task accuracy, "
+        "unweighted mean, counts, non-zero parameters) and predictions.jsonl.",
+    )
+    p.add_argument("--config", help="YAML/JSON file with EvalConfig keys (flags override it)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable)",
+    )
+    add_dataclass_args(p, EvalConfig)
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from shears.evaluate.runner import run_eval
+
+    base = load_config_file(args.config) if args.config else {}
+    base = apply_overrides(base, args.overrides)
+    cfg = dataclass_from_args(EvalConfig, args, base)
+    res = run_eval(cfg)
+    summary = {
+        "mean_accuracy": res["mean_accuracy"],
+        "tasks": {
+            name: {k: v for k, v in m.items() if k in ("accuracy", "perplexity", "count")}
+            for name, m in res["tasks"].items()
+        },
+        "nonzero_parameters": res["parameters"]["nonzero_parameters"],
+        "output_dir": cfg.output_dir,
+    }
+    print(json.dumps(summary, indent=2))
+    return 0

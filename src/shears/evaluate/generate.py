@@ -1,0 +1,155 @@
+"""Greedy batched generation with left padding and the KV cache (``model.generate``).
+
+Prompts are sorted by length before batching (less padding), and answers come back in the input
+order. Left padding plus the attention mask make a prompt's answer independent of its batch
+neighbours, so batch size changes speed, not answers (up to float rounding).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from shears.data.prompts import check_style, format_prompt
+from shears.evaluate.extract import ALPACA_STOP, clean_output
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationResult:
+    """Decoded continuations (special tokens removed) and the count of generated tokens."""
+
+    texts: list[str]
+    new_tokens: int = 0
+    per_example_tokens: list[int] = field(default_factory=list)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter."""
+    return next(model.parameters()).device
+
+
+def build_prompts(examples: list[dict], style: str, tokenizer) -> list[str]:
+    """Shared-prompt-module text of each example (``instruction`` + optional ``input``)."""
+    check_style(style)
+    return [format_prompt(e["instruction"], e.get("input", ""), style, tokenizer) for e in examples]
+
+
+def _encode(tokenizer, prompts: list[str], style: str) -> list[list[int]]:
+    special = style != "chat"  # a chat template already carries its special tokens
+    return [tokenizer(p, add_special_tokens=special)["input_ids"] for p in prompts]
+
+
+def _pad_left(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)  # (batch, seq)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if s:
+            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s) :] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    tokenizer,
+    prompts: list[str],
+    style: str = "alpaca",
+    batch_size: int = 16,
+    max_new_tokens: int = 256,
+    stop_strings: list[str] | None = None,
+    progress: bool = False,
+    desc: str = "generate",
+) -> GenerationResult:
+    """Greedy continuations of ``prompts`` (already formatted), batched with left padding.
+
+    ``stop_strings`` end a sequence early (a finished row is padded while the batch goes on).
+    Returns the raw decoded continuations in input order.
+    """
+    from transformers import GenerationConfig
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not prompts:
+        return GenerationResult([], 0, [])
+    device = model_device(model)
+    pad_id = tokenizer.pad_token_id
+    eos_id = tokenizer.eos_token_id
+    if pad_id is None:
+        pad_id = eos_id if eos_id is not None else 0
+    encoded = _encode(tokenizer, prompts, style)
+    order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))  # longest first
+    gen_cfg = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        use_cache=True,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
+        stop_strings=stop_strings or None,
+    )
+    texts: list[str] = [""] * len(prompts)
+    counts: list[int] = [0] * len(prompts)
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False)
+    try:
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            ids, mask = _pad_left([encoded[i] for i in idx], pad_id)  # (batch, seq)
+            kwargs = {"tokenizer": tokenizer} if stop_strings else {}
+            out = model.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                generation_config=gen_cfg,
+                **kwargs,
+            )  # (batch, seq + new)
+            new = out[:, ids.shape[1] :].cpu()  # (batch, new)
+            for row, i in enumerate(idx):
+                toks = new[row].tolist()
+                if eos_id is not None and eos_id in toks:
+                    toks = toks[: toks.index(eos_id) + 1]
+                counts[i] = len(toks)
+                texts[i] = tokenizer.decode(toks, skip_special_tokens=True)
+            bar.update(len(idx))
+    finally:
+        bar.close()
+        model.train(was_training)
+    return GenerationResult(texts, sum(counts), counts)
+
+
+def default_stop_strings(style: str) -> list[str]:
+    """Alpaca: stop when the model starts a new ``### `` section; chat: EOS is enough."""
+    return [ALPACA_STOP] if style == "alpaca" else []
+
+
+def generate_answers(
+    model: nn.Module,
+    tokenizer,
+    examples: list[dict],
+    style: str = "alpaca",
+    batch_size: int = 16,
+    max_new_tokens: int = 256,
+    progress: bool = False,
+) -> list[str]:
+    """Greedy answers to ``examples`` (dicts with ``instruction`` and optional ``input``), in the
+    shared prompt format ``style``; each answer is cut at a new Alpaca section and stripped."""
+    prompts = build_prompts(examples, style, tokenizer)
+    res = generate(
+        model,
+        tokenizer,
+        prompts,
+        style,
+        batch_size,
+        max_new_tokens,
+        default_stop_strings(style),
+        progress,
+    )
+    return [clean_output(t, style) for t in res.texts]
