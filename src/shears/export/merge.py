@@ -1,0 +1,179 @@
+"""Merge the active sub-adapter into the base weights, keeping (or reporting the loss of) sparsity.
+
+A plain merge ``W + scale * B A`` fills the zeros of a pruned ``W``: the model becomes dense.
+A masked merge ``W + M * (scale * B A)`` (``M = W != 0``; SQFT's SparsePEFT) keeps exactly the
+base zeros. For an adapter that was *not* trained mask-aware, the masked merge drops the part of
+the delta outside the mask; :func:`outside_mask_norms` measures how large that part is.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from shears.adapters.elastic_lora import elastic_layers, lora_delta, remove_elastic_lora
+from shears.errors import ShearsError
+from shears.models import count_parameters, weight_out_in
+
+logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def outside_mask_norms(delta: torch.Tensor, weight: torch.Tensor) -> tuple[float, float, float]:
+    """Squared Frobenius norms ``(||D * ~M||^2, ||D||^2, ||W||^2)`` with ``M = W != 0``.
+
+    delta, weight: (out, in), same orientation.
+    """
+    d = delta.float()
+    outside = d[weight == 0]
+    return (
+        float(outside.pow(2).sum()),
+        float(d.pow(2).sum()),
+        float(weight.float().pow(2).sum()),
+    )
+
+
+@dataclass
+class MergeStats:
+    """What a merge did to the target layers and to the whole model."""
+
+    keep_sparsity: bool
+    mask_aware: bool
+    target_parameters: int
+    target_zeros_before: int
+    target_zeros_after: int
+    zeros_lost: int  # base zeros that became non-zero
+    zeros_gained: int  # non-zero weights that became exactly zero (rounding)
+    model_parameters: int
+    model_nonzero_before: int
+    model_nonzero_after: int
+    outside_mask_delta_rel: float | None  # ||D * ~M||_F / ||D||_F over all targets
+    outside_mask_delta_rel_weight: float | None  # ||D * ~M||_F / ||W||_F over all targets
+
+    @property
+    def target_sparsity_before(self) -> float:
+        return self.target_zeros_before / max(self.target_parameters, 1)
+
+    @property
+    def target_sparsity_after(self) -> float:
+        return self.target_zeros_after / max(self.target_parameters, 1)
+
+    @property
+    def model_sparsity_before(self) -> float:
+        return 1 - self.model_nonzero_before / max(self.model_parameters, 1)
+
+    @property
+    def model_sparsity_after(self) -> float:
+        return 1 - self.model_nonzero_after / max(self.model_parameters, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for k in (
+            "target_sparsity_before",
+            "target_sparsity_after",
+            "model_sparsity_before",
+            "model_sparsity_after",
+        ):
+            out[k] = getattr(self, k)
+        return out
+
+    def summary(self) -> str:
+        """One line for the log and the model card."""
+        s = (
+            f"target-layer sparsity {self.target_sparsity_before:.2%} -> "
+            f"{self.target_sparsity_after:.2%}; model non-zero parameters "
+            f"{self.model_nonzero_before:,} -> {self.model_nonzero_after:,}"
+        )
+        if self.keep_sparsity:
+            s = "masked merge kept every base zero: " + s
+            if self.outside_mask_delta_rel is not None:
+                s += (
+                    f"; the adapter was not trained mask-aware: the dropped delta outside the mask "
+                    f"is {self.outside_mask_delta_rel:.2%} of the delta's Frobenius norm "
+                    f"({self.outside_mask_delta_rel_weight:.3%} of the weights')"
+                )
+        else:
+            s = "plain merge made the model dense: " + s
+        return s
+
+
+@torch.no_grad()
+def merge_adapter(model: nn.Module, keep_sparsity: bool | None = None) -> MergeStats:
+    """Merge each elastic layer's active sub-adapter into its base weight and remove the wrappers.
+
+    ``keep_sparsity``: mask the delta with the base weight's non-zero mask (default: only for a
+    mask-aware adapter). A mask-aware adapter cannot be merged without its mask (its trained
+    function *is* the masked one): that raises a ShearsError.
+    """
+    layers = elastic_layers(model)
+    if not layers:
+        raise ShearsError("the model has no elastic LoRA layers to merge")
+    mask_aware = any(layer.sparse_adapter for layer in layers.values())
+    if mask_aware and keep_sparsity is False:
+        raise ShearsError(
+            "the adapter was trained mask-aware (sparse_adapter); merging it without the mask "
+            "would change the model: drop --no-keep-sparsity"
+        )
+    keep = mask_aware if keep_sparsity is None else keep_sparsity
+    # count the bare model: elastic layers' A/B are not part of the merged model
+    before = _count_without_adapters(model)
+    n_params = zeros_before = zeros_after = lost = gained = 0
+    out_sq = delta_sq = weight_sq = 0.0
+    for layer in layers.values():
+        w = weight_out_in(layer.base_layer)  # (out, in)
+        mask = w != 0
+        n_params += w.numel()
+        zeros_before += int((~mask).sum())
+        if keep and not layer.sparse_adapter:
+            raw = lora_delta(layer.lora_A, layer.lora_B, layer.active_rank, layer.scaling)
+            o, d, ww = outside_mask_norms(raw, w)
+            out_sq, delta_sq, weight_sq = out_sq + o, delta_sq + d, weight_sq + ww
+        layer.merge(keep)
+        w_after = weight_out_in(layer.base_layer)
+        zeros_after += int((w_after == 0).sum())
+        lost += int(((w_after != 0) & ~mask).sum())
+        gained += int(((w_after == 0) & mask).sum())
+    remove_elastic_lora(model)  # layers are merged already: puts the base linears back
+    after = count_parameters(model)
+    report_outside = keep and not mask_aware
+    stats = MergeStats(
+        keep_sparsity=keep,
+        mask_aware=mask_aware,
+        target_parameters=n_params,
+        target_zeros_before=zeros_before,
+        target_zeros_after=zeros_after,
+        zeros_lost=lost,
+        zeros_gained=gained,
+        model_parameters=after["parameters"],
+        model_nonzero_before=before["nonzero_parameters"],
+        model_nonzero_after=after["nonzero_parameters"],
+        outside_mask_delta_rel=math.sqrt(out_sq / delta_sq)
+        if report_outside and delta_sq > 0
+        else (0.0 if report_outside else None),
+        outside_mask_delta_rel_weight=math.sqrt(out_sq / weight_sq)
+        if report_outside and weight_sq > 0
+        else (0.0 if report_outside else None),
+    )
+    (logger.info if keep else logger.warning)("%s", stats.summary())
+    return stats
+
+
+def _count_without_adapters(model: nn.Module) -> dict[str, int]:
+    """:func:`count_parameters` over every parameter except elastic LoRA A/B."""
+    adapter_ids = {
+        id(p) for layer in elastic_layers(model).values() for p in (layer.lora_A, layer.lora_B)
+    }
+    seen: set[int] = set()
+    total = nonzero = 0
+    for p in model.parameters():
+        if id(p) in seen or id(p) in adapter_ids:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        nonzero += int(torch.count_nonzero(p.detach()).item())
+    return {"parameters": total, "nonzero_parameters": nonzero}
