@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from shears.models import get_submodule_parent, in_out_features
+from shears.models import LINEAR_TYPES, get_submodule_parent, in_out_features
 
 
 def lora_delta(
@@ -34,6 +35,8 @@ class ElasticLoRALinear(nn.Module):
 
     Parameters ``lora_A`` (r_max, in) Kaiming-uniform and ``lora_B`` (out, r_max) zero, as LoRA.
     ``active_rank`` selects the sub-adapter: a slice, no masking matmuls over unused rank.
+    ``dtype``: dtype of the adapter parameters (default: the base weight's; use float32 with a
+    half-precision base for mixed-precision training).
     """
 
     def __init__(
@@ -43,10 +46,13 @@ class ElasticLoRALinear(nn.Module):
         alpha: float,
         dropout: float = 0.0,
         sparse_adapter: bool = False,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         if r_max < 1:
             raise ValueError(f"r_max must be >= 1, got {r_max}")
+        if not isinstance(base_layer, LINEAR_TYPES):
+            raise TypeError(f"can only wrap nn.Linear or Conv1D, got {type(base_layer).__name__}")
         self.base_layer = base_layer
         for p in base_layer.parameters():
             p.requires_grad_(False)
@@ -57,17 +63,20 @@ class ElasticLoRALinear(nn.Module):
         self.sparse_adapter = sparse_adapter
         self.transposed = not isinstance(base_layer, nn.Linear)  # Conv1D stores (in, out)
         w = base_layer.weight
-        self.lora_A = nn.Parameter(
-            torch.empty(r_max, self.in_features, dtype=w.dtype, device=w.device)
-        )
-        self.lora_B = nn.Parameter(
-            torch.zeros(self.out_features, r_max, dtype=w.dtype, device=w.device)
-        )
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        dt = dtype or w.dtype
+        self.lora_A = nn.Parameter(torch.empty(r_max, self.in_features, dtype=dt, device=w.device))
+        self.lora_B = nn.Parameter(torch.zeros(self.out_features, r_max, dtype=dt, device=w.device))
+        self.reset_lora_parameters()
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.active_rank = r_max
         self.merged = False
         self._merged_delta: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def reset_lora_parameters(self) -> None:
+        """LoRA initialisation: A Kaiming-uniform (as ``nn.Linear``), B zero (delta starts at 0)."""
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B)
 
     # ------------------------------------------------------------------ state
     @property
@@ -78,7 +87,7 @@ class ElasticLoRALinear(nn.Module):
     def active_rank(self, rank: int) -> None:
         if not 0 <= rank <= self.r_max:
             raise ValueError(f"active rank {rank} outside [0, {self.r_max}]")
-        if getattr(self, "merged", False):
+        if getattr(self, "merged", False) and rank != self._active_rank:
             raise RuntimeError("unmerge() before changing the active rank of a merged layer")
         self._active_rank = int(rank)
 
@@ -86,6 +95,13 @@ class ElasticLoRALinear(nn.Module):
         """Non-zero mask of the base weight, (out, in) bool."""
         w = self.base_layer.weight
         return (w.t() if self.transposed else w) != 0
+
+    def active_weights(self, rank: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Views ``(A[:r], B[:, :r])`` of the sub-adapter at ``rank`` (default: active)."""
+        r = self.active_rank if rank is None else rank
+        if r == self.r_max:  # no slice: avoids a (cheap) slice-backward per step at full rank
+            return self.lora_A, self.lora_B
+        return self.lora_A[:r], self.lora_B[:, :r]
 
     def delta_weight(self, rank: int | None = None) -> torch.Tensor:
         """The adapter's weight delta at ``rank`` (default: active), (out, in) orientation."""
@@ -96,17 +112,19 @@ class ElasticLoRALinear(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (..., in) -> (..., out)."""
-        y = self.base_layer(x)
+        y = self.base_layer(x)  # (..., out)
         r = self.active_rank
         if self.merged or r == 0:
             return y
-        xd = self.lora_dropout(x).to(self.lora_A.dtype)
+        a, b = self.active_weights(r)  # (r, in), (out, r)
+        xd = self.lora_dropout(x)
+        if xd.dtype != a.dtype and not torch.is_autocast_enabled(xd.device.type):
+            xd = xd.to(a.dtype)
         if self.sparse_adapter:
             delta = self.delta_weight(r)  # (out, in), masked
-            return y + (xd @ delta.t()).to(y.dtype)
-        # (..., in) @ (in, r) -> (..., r) @ (r, out) -> (..., out)
-        h = xd @ self.lora_A[:r].t()
-        return y + (h @ self.lora_B[:, :r].t() * self.scaling).to(y.dtype)
+            return y + F.linear(xd, delta).to(y.dtype)
+        h = F.linear(xd, a)  # (..., r)
+        return y + (F.linear(h, b) * self.scaling).to(y.dtype)  # (..., out)
 
     # ------------------------------------------------------------------ merge
     @torch.no_grad()
@@ -147,6 +165,7 @@ def inject_elastic_lora(
     alpha: float,
     dropout: float = 0.0,
     sparse_adapter: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> dict[str, ElasticLoRALinear]:
     """Replace each named linear with an :class:`ElasticLoRALinear` wrapping it; freeze everything
     else. Returns ``{module_name: layer}`` in the given order."""
@@ -158,7 +177,7 @@ def inject_elastic_lora(
         base = getattr(parent, attr)
         if isinstance(base, ElasticLoRALinear):
             raise ValueError(f"{name} already has an elastic LoRA adapter")
-        layer = ElasticLoRALinear(base, r_max, alpha, dropout, sparse_adapter)
+        layer = ElasticLoRALinear(base, r_max, alpha, dropout, sparse_adapter, dtype)
         setattr(parent, attr, layer)
         layers[name] = layer
     return layers

@@ -43,9 +43,27 @@ class SpaceConfig:
     sparse_adapter: bool = field(
         False, help="multiply the delta by the base weight's non-zero mask (merge keeps sparsity)"
     )
+    r_max: int = field(
+        0, help="rank of the super-adapter; 0 = the first width. Widths must not exceed it"
+    )
 
     def __post_init__(self) -> None:
         check_widths(self.widths, "widths")
+        if self.r_max < 0:
+            raise ShearsError(f"r_max must be >= 0 (0 = first width), got {self.r_max}")
+        if self.r_max:
+            too_big = [w for w in self.widths if w > self.r_max]
+            if too_big:
+                raise ShearsError(
+                    f"widths {self.widths} hold {too_big[0]} > r_max {self.r_max}; "
+                    "every width must be <= r_max"
+                )
+            if self.widths[0] != self.r_max:
+                raise ShearsError(
+                    f"the first width must equal r_max {self.r_max} (got widths {self.widths}); "
+                    f"prepend {self.r_max} or set r_max to {self.widths[0]}"
+                )
+        self.r_max = self.widths[0]
         if not self.targets:
             raise ShearsError("targets is empty; name at least one module pattern, e.g. q_proj")
         if self.alpha <= 0:
@@ -56,9 +74,16 @@ class SpaceConfig:
             if not g:
                 raise ShearsError("a group in 'groups' is empty; give it at least one pattern")
 
-    @property
-    def r_max(self) -> int:
-        return self.widths[0]
+    @classmethod
+    def from_file(cls, path: str | Path) -> SpaceConfig:
+        """Read a space config from YAML or JSON: a mapping of these fields, at the top level or
+        under a ``space`` key, e.g. ``{widths: [16, 8], groups: [[q_proj, v_proj]]}``."""
+        from shears.config import from_dict, load_config_file
+
+        data = load_config_file(path)
+        if set(data) == {"space"}:
+            data = data["space"]
+        return from_dict(cls, data, prefix="space.")
 
 
 def check_widths(widths: list[int], what: str = "widths") -> None:

@@ -1,0 +1,156 @@
+"""``TrainConfig``: everything ``shears train`` needs, one documented field per flag."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from shears.adapters.search_space import SpaceConfig
+from shears.config import field
+from shears.data.prompts import PROMPT_STYLES
+from shears.errors import ShearsError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
+EXAMPLE_KEYS = ("instruction", "input", "output", "answer")
+
+
+@dataclass
+class TrainConfig:
+    """NLS training of an elastic LoRA super-adapter (Shears stage 2)."""
+
+    model: str = field(
+        "smollm2-135m",
+        help="model to adapt: a `shears prune` output folder, any HF model folder, a .gguf file, "
+        "a hub id or a named default (smollm2-135m)",
+    )
+    output_dir: str = field(
+        "runs/train", help="folder for the super-adapter, configs, results and checkpoints"
+    )
+    data: str = field(
+        "gym:gsm_symbolic",
+        help="training data: gym:<reasoning-gym generator> (split by template), a JSON/JSONL file "
+        "of instruction/input/output records (Alpaca, LLM-Adapters), or a `datasets` name or "
+        "folder (prefix hf: to force)",
+    )
+    data_config: str | None = field(None, help="`datasets` config name (hub datasets only)")
+    data_split: str = field(
+        "train", help="split to train on (reasoning-gym: train/validation/test by template)"
+    )
+    data_fields: dict[str, str] = field(
+        {},
+        help="map our fields to dataset columns, e.g. instruction=question,output=answer "
+        "(`datasets` only)",
+    )
+    train_size: int = field(
+        0,
+        help="training examples: reasoning-gym generates this many (0 = 1000); files and "
+        "datasets are cut to their first N (0 = all)",
+    )
+    data_seed: int = field(0, help="seed of the reasoning-gym generator")
+    prompt_style: str = field(
+        "alpaca", help=f"prompt template: {' | '.join(PROMPT_STYLES)} (chat = tokenizer template)"
+    )
+    cutoff_len: int = field(256, help="maximum tokens per example (prompt + answer + EOS)")
+    train_on_inputs: bool = field(
+        True, help="loss on the whole prompt+answer (the paper); --no-train-on-inputs: answer only"
+    )
+    add_eos: bool = field(True, help="append the EOS token to every example when it fits")
+    lr: float = field(3e-4, help="peak learning rate of AdamW")
+    epochs: float = field(3.0, help="passes over the training data (ignored when max_steps > 0)")
+    max_steps: int = field(0, help="optimizer steps to train; 0 = use epochs")
+    batch_size: int = field(4, help="examples per device per micro-batch")
+    grad_accum: int = field(
+        4, help="micro-batches accumulated per optimizer step (effective batch = this x batch)"
+    )
+    warmup: float = field(
+        0.0, help="warmup of the schedule: steps when >= 1, a fraction of all steps when < 1"
+    )
+    lr_scheduler: str = field("cosine", help=f"schedule: {' | '.join(SCHEDULERS)}")
+    weight_decay: float = field(0.0, help="AdamW weight decay")
+    max_grad_norm: float = field(1.0, help="gradient clipping norm; 0 = no clipping")
+    seed: int = field(
+        0, help="seed for adapter init, data order, dropout and the sub-adapter sampled per step"
+    )
+    gradient_checkpointing: bool = field(
+        False, help="recompute activations in backward (less memory, roughly a third slower)"
+    )
+    precision: str = field(
+        "auto",
+        help=f"{' | '.join(PRECISIONS)}; auto = bf16 (or fp16) mixed precision on GPU, fp32 on CPU",
+    )
+    dtype: str = field("auto", help="dtype to load the base model in (auto: bf16 on GPU, fp32 CPU)")
+    device: str = field("auto", help="auto | cpu | cuda (distributed runs use their local GPU)")
+    save_steps: int = field(50, help="write a resumable checkpoint every N optimizer steps")
+    save_total_limit: int = field(2, help="keep at most this many checkpoints")
+    logging_steps: int = field(1, help="log the loss every N optimizer steps")
+    num_workers: int = field(0, help="data-loader worker processes")
+    space: SpaceConfig = dataclasses.field(
+        default_factory=SpaceConfig,
+        metadata={"help": "elastic adapter and search space (targets, groups, widths, alpha...)"},
+    )
+    overwrite: bool = field(False, help="replace an existing output folder")
+    resume: bool = field(
+        False,
+        help="continue from the last checkpoint in output_dir (start fresh when there is none; "
+        "a finished run is left as it is)",
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.space, dict):
+            from shears.config import from_dict
+
+            self.space = from_dict(SpaceConfig, self.space, prefix="space.")
+        if not self.model:
+            raise ShearsError("model is empty; name a model folder, hub id or smollm2-135m")
+        if not self.output_dir:
+            raise ShearsError("output_dir is empty")
+        if not self.data:
+            raise ShearsError("data is empty; give gym:<generator>, a JSON/JSONL file or a dataset")
+        if self.prompt_style not in PROMPT_STYLES:
+            raise ShearsError(
+                f"prompt_style {self.prompt_style!r} is not known; allowed: {', '.join(PROMPT_STYLES)}"
+            )
+        if self.cutoff_len < 2:
+            raise ShearsError(f"cutoff_len must be >= 2 tokens, got {self.cutoff_len}")
+        if not self.lr > 0:
+            raise ShearsError(f"lr must be > 0, got {self.lr}")
+        if self.max_steps < 0:
+            raise ShearsError(f"max_steps must be >= 0 (0 = use epochs), got {self.max_steps}")
+        if self.max_steps == 0 and not self.epochs > 0:
+            raise ShearsError(f"epochs must be > 0 when max_steps is 0, got {self.epochs}")
+        for name in ("batch_size", "grad_accum", "save_steps", "save_total_limit", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise ShearsError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.train_size < 0:
+            raise ShearsError(f"train_size must be >= 0, got {self.train_size}")
+        if self.num_workers < 0:
+            raise ShearsError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.warmup < 0:
+            raise ShearsError(f"warmup must be >= 0, got {self.warmup}")
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ShearsError("weight_decay and max_grad_norm must be >= 0")
+        if self.precision not in PRECISIONS:
+            raise ShearsError(
+                f"precision {self.precision!r} is not known; allowed: {', '.join(PRECISIONS)}"
+            )
+        if self.lr_scheduler not in SCHEDULERS:
+            raise ShearsError(
+                f"lr_scheduler {self.lr_scheduler!r} is not known; allowed: {', '.join(SCHEDULERS)}"
+            )
+        bad = sorted(set(self.data_fields) - set(EXAMPLE_KEYS))
+        if bad:
+            raise ShearsError(
+                f"data_fields key {bad[0]!r} is not known; allowed: {', '.join(EXAMPLE_KEYS)}"
+            )
+        if self.overwrite and self.resume:
+            raise ShearsError("--overwrite and --resume exclude each other; choose one")
+
+    @property
+    def output_path(self) -> Path:
+        return Path(self.output_dir)
+
+
+# Keys that may differ between a run and its resumption (they do not change the result).
+RESUME_FREE_KEYS = ("overwrite", "resume", "num_workers", "save_steps", "save_total_limit")

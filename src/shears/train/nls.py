@@ -1,0 +1,379 @@
+"""NLS training of an elastic LoRA super-adapter: ``train_nls`` (library) and ``run_train``
+(load model and data from a :class:`TrainConfig`, then train).
+
+Output folder (written in one rename when training ends; before that it holds checkpoints):
+the super-adapter at r_max in PEFT layout (``adapter_model.safetensors``, ``adapter_config.json``,
+``search_space.json``, ``shears_adapter.json``), ``train_config.json``, ``trainer_state.json``,
+``train_results.json`` and ``loss.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from shears.adapters.elastic_lora import elastic_layers, inject_elastic_lora
+from shears.adapters.io import WEIGHTS, peft_key, save_super_adapter
+from shears.adapters.search_space import SearchSpace, SpaceConfig
+from shears.config import to_dict
+from shears.errors import ShearsError
+from shears.train.config import RESUME_FREE_KEYS, TrainConfig
+from shears.train.data import PadCollator, encode_examples, load_train_examples
+from shears.train.plots import plot_loss
+from shears.train.trainer import NLSCallback, NLSTrainer, NonFiniteLossError
+from shears.utils import atomic_dir, atomic_write_json, peak_memory, resolve_device, set_seed
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "train_config.json"
+RESULTS_FILE = "train_results.json"
+STATE_FILE = "trainer_state.json"
+LOSS_PNG = "loss.png"
+_CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+# ---------------------------------------------------------------------------- output folder
+
+
+def last_checkpoint(out: Path) -> Path | None:
+    """The newest complete ``checkpoint-N`` in ``out`` (its trainer state is written last)."""
+    if not out.is_dir():
+        return None
+    found = []
+    for d in out.iterdir():
+        m = _CKPT_RE.match(d.name)
+        if m and d.is_dir():
+            if (d / STATE_FILE).is_file():
+                found.append((int(m.group(1)), d))
+            else:
+                logger.warning("ignoring incomplete checkpoint %s (killed while saving?)", d)
+    return max(found)[1] if found else None
+
+
+def _config_dict(cfg: TrainConfig) -> dict:
+    return to_dict(cfg)
+
+
+def _check_resume_config(out: Path, cfg: TrainConfig) -> None:
+    """A resumed run must train with the same settings, or it would not end where the first did."""
+    f = out / CONFIG_FILE
+    if not f.is_file():
+        return
+    old, new = json.loads(f.read_text()), _config_dict(cfg)
+    for key in sorted(set(old) | set(new)):
+        if key in RESUME_FREE_KEYS:
+            continue
+        if old.get(key) != new.get(key):
+            raise ShearsError(
+                f"--resume with a different setting: {key} was {old.get(key)!r} in {str(f)!r}, now "
+                f"{new.get(key)!r}; use the same settings or --overwrite to start over"
+            )
+
+
+def output_state(cfg: TrainConfig) -> str:
+    """``done`` (finished and ``resume``), ``resume``, ``overwrite`` or ``fresh``; raises a
+    ShearsError for an occupied folder without ``--resume`` / ``--overwrite``."""
+    out = cfg.output_path
+    occupied = out.exists() and (not out.is_dir() or any(out.iterdir()))
+    if not occupied:
+        return "fresh"
+    if cfg.overwrite:
+        return "overwrite"
+    if not out.is_dir():
+        raise ShearsError(f"output {str(out)!r} is a file; choose a folder")
+    if not cfg.resume:
+        hint = "--resume to continue it or " if last_checkpoint(out) else ""
+        raise ShearsError(
+            f"output folder {str(out)!r} already exists; pass {hint}--overwrite to replace it"
+        )
+    _check_resume_config(out, cfg)
+    return "done" if (out / RESULTS_FILE).is_file() else "resume"
+
+
+def _load_finished(model: nn.Module, out: Path) -> dict:
+    """Load the saved super-adapter of a finished run into the injected layers; return results."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(out / WEIGHTS))
+    with torch.no_grad():
+        for name, layer in elastic_layers(model).items():
+            layer.lora_A.copy_(state[peft_key(name, "A")])
+            layer.lora_B.copy_(state[peft_key(name, "B")])
+    return json.loads((out / RESULTS_FILE).read_text())
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def _precision_flags(precision: str, device: torch.device) -> tuple[bool, bool]:
+    """``(bf16, fp16)`` for the Trainer."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return False, False
+        bf16 = torch.cuda.is_bf16_supported()
+        return bf16, not bf16
+    if precision == "fp16" and device.type != "cuda":
+        raise ShearsError("precision fp16 needs a GPU; use fp32 or bf16 on CPU")
+    return precision == "bf16", precision == "fp16"
+
+
+def _checkpointing_args(enabled: bool) -> dict:
+    """Activation checkpointing flags under the name this transformers version uses."""
+    import dataclasses as dc
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dc.fields(TrainingArguments)}
+    key = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in names
+        else "gradient_checkpointing"
+    )
+    out = {key: enabled}
+    if enabled:  # non-reentrant: works with frozen embeddings (inputs need no grad)
+        out[f"{key}_kwargs"] = {"use_reentrant": False}
+    return out
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def train_nls(
+    model: nn.Module,
+    tokenizer,
+    train_examples: list[dict],
+    cfg: TrainConfig,
+    *,
+    space: SearchSpace | None = None,
+    callbacks: Sequence = (),
+    base_model: str | None = None,
+) -> dict:
+    """Train an elastic LoRA super-adapter on ``model`` with NLS and write ``cfg.output_dir``.
+
+    ``model`` is changed in place: elastic layers are injected (unless it already has them, then
+    ``space`` must describe them) and trained; the base weights stay frozen and bit-identical.
+    Every optimizer step activates ``space.sample(cfg.seed, step)``. ``train_examples`` are dicts
+    with ``instruction`` / ``input`` / ``output``, encoded with ``cfg.prompt_style``.
+    ``callbacks``: extra ``transformers.TrainerCallback`` objects. Returns the results dict
+    (also written to ``train_results.json``); the maximal sub-adapter is active afterwards.
+    """
+    from transformers import TrainingArguments
+
+    out = cfg.output_path
+    state = output_state(cfg)
+    set_seed(cfg.seed)  # adapter initialisation
+
+    # -- elastic layers and the search space (errors here come before any training)
+    layers = elastic_layers(model)
+    space_cfg = cfg.space
+    if layers:
+        if space is None:
+            raise ShearsError("the model already has elastic adapters; pass their search space")
+        first = next(iter(layers.values()))
+        p = getattr(first.lora_dropout, "p", 0.0)
+        space_cfg = dataclasses.replace(
+            cfg.space, alpha=first.alpha, dropout=p, sparse_adapter=first.sparse_adapter,
+            widths=list(space.groups[0].widths), r_max=space.r_max,
+        )  # fmt: skip
+    else:
+        space = space or SearchSpace.build(model, cfg.space)
+        base_dtype = next(model.parameters()).dtype
+        adapter_dtype = torch.float32 if base_dtype in (torch.float16, torch.bfloat16) else None
+        layers = inject_elastic_lora(
+            model,
+            space.modules,
+            space.r_max,
+            space_cfg.alpha,
+            space_cfg.dropout,
+            space_cfg.sparse_adapter,
+            dtype=adapter_dtype,
+        )
+    missing = [m for m in space.modules if m not in layers]
+    if missing:
+        raise ShearsError(f"module {missing[0]!r} of the search space has no elastic adapter")
+    if state == "done":
+        logger.info("%s is already complete; nothing to train (loading its adapter)", out)
+        space.apply(layers, space.maximal())
+        return _load_finished(model, out)
+
+    # -- data
+    dataset, data_stats = encode_examples(
+        tokenizer,
+        train_examples,
+        cfg.prompt_style,
+        cfg.cutoff_len,
+        cfg.train_on_inputs,
+        cfg.add_eos,
+    )
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    # -- trainer (creating the arguments sets up the distributed state, if any)
+    device = _model_device(model)
+    use_cpu = cfg.device == "cpu" or (device.type == "cpu" and not torch.cuda.is_available())
+    bf16, fp16 = _precision_flags(cfg.precision, torch.device("cpu") if use_cpu else device)
+    args = TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.lr,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        optim="adamw_torch",
+        logging_steps=cfg.logging_steps,
+        logging_nan_inf_filter=False,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        seed=cfg.seed,
+        bf16=bf16,
+        fp16=fp16,
+        **_checkpointing_args(cfg.gradient_checkpointing),
+        report_to="none",
+        remove_unused_columns=False,
+        dataloader_num_workers=cfg.num_workers,
+        use_cpu=use_cpu,
+        ddp_find_unused_parameters=False,
+        disable_tqdm=not logger.isEnabledFor(logging.INFO),
+    )
+    if args.should_save:
+        if state == "overwrite":
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / CONFIG_FILE, _config_dict(cfg))
+    _barrier(args)
+    ckpt = last_checkpoint(out) if state == "resume" else None
+    if state == "resume" and ckpt is None:
+        logger.info("no checkpoint in %s yet; training from the start", out)
+
+    sampler = NLSCallback(space, layers, cfg.seed)
+    trainer = NLSTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=PadCollator(pad_id),
+        callbacks=[sampler, *callbacks],
+    )
+    use_cache = getattr(model.config, "use_cache", None)
+    if use_cache is not None:
+        model.config.use_cache = False
+    logger.info(
+        "NLS training: %d examples, %d groups, widths %s, r_max %d, effective batch %d",
+        len(dataset),
+        len(space.groups),
+        space.groups[0].widths,
+        space.r_max,
+        cfg.batch_size * cfg.grad_accum * args.world_size,
+    )
+    t0 = time.time()
+    try:
+        result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    except NonFiniteLossError as exc:
+        good = last_checkpoint(out)
+        keep = (
+            f"the last good checkpoint is {str(good)!r} (continue from it with --resume)"
+            if good
+            else "no checkpoint was written yet"
+        )
+        raise ShearsError(f"{exc}; training stopped, {keep}. Try a lower --lr.") from exc
+    finally:
+        if use_cache is not None:
+            model.config.use_cache = use_cache
+    elapsed = time.time() - t0
+
+    results = _results(trainer, result.metrics, space, data_stats, cfg, args, ckpt, elapsed)
+    if args.should_save:
+        _write_outputs(trainer, model, space, space_cfg, cfg, results, base_model)
+    _barrier(args)
+    logger.info("super-adapter written to %s (final loss %s)", out, results["final_loss"])
+    return results
+
+
+def _barrier(args) -> None:
+    if args.world_size > 1 and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def _results(trainer, metrics, space, data_stats, cfg, args, ckpt, elapsed) -> dict:
+    logged = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    n_trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    return {
+        "global_steps": trainer.state.global_step,
+        "epochs": round(float(trainer.state.epoch or 0.0), 4),
+        "final_loss": logged[-1][1] if logged else None,
+        "first_loss": logged[0][1] if logged else None,
+        "train_loss": metrics.get("train_loss"),
+        "train_runtime_s": round(metrics.get("train_runtime", elapsed), 2),
+        "train_samples_per_second": metrics.get("train_samples_per_second"),
+        "train_steps_per_second": metrics.get("train_steps_per_second"),
+        **data_stats,
+        "effective_batch_size": cfg.batch_size * cfg.grad_accum * args.world_size,
+        "world_size": args.world_size,
+        "device": str(args.device),
+        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "resumed_from": str(ckpt) if ckpt else None,
+        "r_max": space.r_max,
+        "groups": len(space.groups),
+        "adapter_modules": len(space.modules),
+        "trainable_parameters": n_trainable,
+        "adapter_parameters": {
+            "max": space.adapter_parameters(space.maximal()),
+            "heuristic": space.adapter_parameters(space.heuristic()),
+            "min": space.adapter_parameters(space.minimal()),
+        },
+        **peak_memory(),
+    }
+
+
+def _write_outputs(trainer, model, space, space_cfg, cfg, results, base_model) -> None:
+    out = cfg.output_path
+    logged = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    with atomic_dir(out, overwrite=True) as tmp:
+        save_super_adapter(model, space, space_cfg, tmp, base_model=base_model)
+        atomic_write_json(tmp / CONFIG_FILE, _config_dict(cfg))
+        trainer.state.save_to_json(str(tmp / STATE_FILE))
+        plot_loss([s for s, _ in logged], [v for _, v in logged], tmp / LOSS_PNG)
+        atomic_write_json(tmp / RESULTS_FILE, results)
+
+
+# ---------------------------------------------------------------------------- from a config
+
+
+def _training_device(device: str) -> str:
+    """The device to load on: under torchrun / accelerate each worker takes its local GPU."""
+    if device == "auto" and torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return str(resolve_device(device))
+
+
+def run_train(cfg: TrainConfig) -> dict:
+    """Load ``cfg.model`` (a ``shears prune`` folder or any model) and the data, then
+    :func:`train_nls`. Bad data and an occupied output folder fail before the model loads."""
+    from shears.models import load_model
+
+    state = output_state(cfg)
+    if state == "done":
+        logger.info("%s is already complete (--resume): nothing to do", cfg.output_dir)
+        return json.loads((cfg.output_path / RESULTS_FILE).read_text())
+    examples = load_train_examples(cfg)
+    if not examples:
+        raise ShearsError(f"data {cfg.data!r} holds no examples")
+    model, tok = load_model(cfg.model, cfg.dtype, _training_device(cfg.device))
+    return train_nls(model, tok, examples, cfg, base_model=cfg.model)
+
+
+__all__ = ["TrainConfig", "SpaceConfig", "run_train", "train_nls", "last_checkpoint"]

@@ -1,0 +1,111 @@
+"""The Hugging Face Trainer, taught NLS: a callback samples one sub-adapter per optimizer step,
+checkpoints hold only the adapter, and a NaN/inf loss stops training at once.
+
+No distributed code of our own: ``accelerate launch`` / ``torchrun`` scale this out (DDP, FSDP,
+DeepSpeed) through the Trainer. The sampled config is a pure function of ``(seed, global_step)``,
+so every worker activates the same sub-adapter, and a resumed run continues the same sequence.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import Trainer, TrainerCallback
+
+from shears.adapters.elastic_lora import ElasticLoRALinear
+from shears.adapters.search_space import SearchSpace
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_CKPT = "elastic_adapter.safetensors"
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised (on every worker) when a training loss is NaN or infinite."""
+
+    def __init__(self, step: int, loss: float) -> None:
+        what = "not finite on another worker" if math.isfinite(loss) else f"{loss}"
+        super().__init__(f"the training loss is {what} at optimizer step {step + 1}")
+        self.step = step
+        self.loss = loss
+
+
+class NLSCallback(TrainerCallback):
+    """Before every optimizer step, activate ``space.sample(seed, global_step)`` on ``layers``.
+
+    ``history`` keeps ``(step, config)`` of the steps this process ran (for tests and logs).
+    At the end of training the maximal sub-adapter is active again.
+    """
+
+    def __init__(self, space: SearchSpace, layers: dict[str, ElasticLoRALinear], seed: int) -> None:
+        self.space = space
+        self.layers = layers
+        self.seed = seed
+        self.history: list[tuple[int, dict[str, int]]] = []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        config = self.space.sample(self.seed, state.global_step)
+        self.space.apply(self.layers, config)
+        self.history.append((state.global_step, config))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.space.apply(self.layers, self.space.maximal())
+
+
+def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad
+    }
+
+
+class NLSTrainer(Trainer):
+    """``Trainer`` whose checkpoints hold only the trainable (adapter) tensors and which stops on a
+    non-finite loss before the optimizer can apply it."""
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        bad = torch.tensor(
+            0.0 if torch.isfinite(loss).all() else 1.0, device=loss.device, dtype=torch.float32
+        )
+        if self.args.world_size > 1 and torch.distributed.is_initialized():
+            # every worker must stop together, or the others hang in the next collective
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+        if bad.item() > 0:
+            raise NonFiniteLossError(self.state.global_step, float(loss.detach().float().cpu()))
+        return loss
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir or self.args.output_dir
+        if not self.args.should_save:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        model = self.accelerator.unwrap_model(self.model)
+        if state_dict is not None:  # FSDP / DeepSpeed gathered a full state dict
+            names = {n for n, p in model.named_parameters() if p.requires_grad}
+            tensors = {k: v.contiguous().cpu() for k, v in state_dict.items() if k in names}
+        else:
+            tensors = _trainable_state(model)
+        save_file(tensors, os.path.join(output_dir, ADAPTER_CKPT), metadata={"format": "pt"})
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        path = os.path.join(resume_from_checkpoint, ADAPTER_CKPT)
+        if not os.path.isfile(path):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        model = self.accelerator.unwrap_model(model if model is not None else self.model)
+        state = load_file(path)
+        params = dict(model.named_parameters())
+        missing = [n for n, p in params.items() if p.requires_grad and n not in state]
+        unknown = [n for n in state if n not in params]
+        if missing or unknown:
+            raise RuntimeError(
+                f"checkpoint {resume_from_checkpoint} does not fit the adapter "
+                f"(missing {missing[:2]}, unknown {unknown[:2]})"
+            )
+        with torch.no_grad():
+            for n, t in state.items():
+                params[n].copy_(t.to(params[n].device, params[n].dtype))
+        logger.info("resumed adapter weights from %s", resume_from_checkpoint)
