@@ -15,7 +15,7 @@ from shears.models import find_targets, weight_out_in
 
 
 def sparse_tiny_model(arch: str = "llama", n_layers: int = 2, seed: int = 0, **overrides):
-    """A tiny random model whose decoder-block linears have half of every row zeroed."""
+    """A tiny random model whose decoder-block linears have exactly half of every row zeroed."""
     cfg = tiny_config(arch)
     key = "n_layer" if arch == "gpt2" else "num_hidden_layers"
     setattr(cfg, key, n_layers)
@@ -28,8 +28,8 @@ def sparse_tiny_model(arch: str = "llama", n_layers: int = 2, seed: int = 0, **o
     with torch.no_grad():
         for m in find_targets(model).values():
             w = weight_out_in(m)  # (out, in) view
-            keep = w.abs() >= w.abs().median(dim=1, keepdim=True).values
-            w.mul_(keep.to(w.dtype))
+            drop = w.abs().argsort(dim=1)[:, : w.shape[1] // 2]  # (out, in/2) lowest per row
+            w.scatter_(1, drop, 0.0)
     return model
 
 

@@ -94,7 +94,7 @@ def flatten_scalars(data: Any, prefix: str = "", depth: int = 3) -> dict[str, An
         return out
     for k, v in data.items():
         key = f"{prefix}{k}"
-        if isinstance(v, bool) or isinstance(v, (int, float, str)):
+        if isinstance(v, (bool, int, float, str)):
             out[key] = v
         elif isinstance(v, dict):
             out.update(flatten_scalars(v, key + ".", depth - 1))
@@ -133,12 +133,13 @@ def model_card(info: dict[str, Any]) -> str:
         "",
         f"Exported by shears {info['versions']['shears']} (peft {info['versions']['peft']}, "
         f"transformers {info['versions']['transformers']}). Shears (arXiv 2404.10934): a "
-        "Wanda-sparsified base, a elastic-rank LoRA super-adapter trained with NLS, and a "
+        "Wanda-sparsified base, an elastic-rank LoRA super-adapter trained with NLS, and a "
         "sub-adapter chosen from it.",
         "",
         "## Base model",
         "",
-        f"- model: `{base['spec']}` (loaded from `{base['path']}`)",
+        f"- model: `{base['spec']}`"
+        + (f" (loaded from `{base['path']}`)" if base["path"] != base["spec"] else ""),
         f"- sparsity of the linear layers in the decoder blocks: {base['block_linear_sparsity']:.2%}",
         f"- sparsity of the adapter's target layers: {base['target_sparsity']:.2%}",
         f"- parameters: {p['base_parameters']:,} (non-zero: {p['base_nonzero_parameters']:,}, "

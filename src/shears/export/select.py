@@ -65,6 +65,8 @@ def _from_mapping(data: dict, space: SearchSpace, where: str) -> Config:
 def _from_search_results(path: Path, space: SearchSpace) -> SubAdapterChoice:
     data = _read_json(path, "search results")
     best = data.get("best") if isinstance(data, dict) else None
+    if not isinstance(best, dict) and isinstance(data, dict) and "best_config" in data:
+        best = {"config": data["best_config"]}
     if not isinstance(best, dict) or "config" not in best:
         raise ShearsError(f"search results {str(path)!r} have no best.config")
     config = _from_mapping(best["config"], space, f"best.config of {str(path)!r}")
@@ -103,7 +105,7 @@ def resolve_sub_adapter(spec: str, space: SearchSpace) -> SubAdapterChoice:
             "a widths JSON file nor an inline JSON mapping"
         )
     data = _read_json(path, "sub-adapter file")
-    if isinstance(data, dict) and isinstance(data.get("best"), dict):
+    if isinstance(data, dict) and (isinstance(data.get("best"), dict) or "best_config" in data):
         return _from_search_results(path, space)
     if isinstance(data, dict) and isinstance(data.get("config"), dict):
         data = data["config"]
