@@ -1,0 +1,48 @@
+"""``shears search``: find a good sub-adapter in a trained super-adapter."""
+
+from __future__ import annotations
+
+import argparse
+
+from shears.config import add_dataclass_args, apply_overrides, dataclass_from_args, load_config_file
+
+
+def register(sub) -> None:
+    from shears.search.config import SearchConfig
+
+    p = sub.add_parser(
+        "search",
+        help="search a trained super-adapter for a sub-adapter (heuristic, hill-climbing, ...)",
+        description="Search the elastic super-adapter written by `shears train` for a good "
+        "sub-adapter on held-out validation data. Writes search_results.json (best.config is "
+        "what `shears export` takes), search_log.jsonl (resumable) and plots.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--config", help="YAML/JSON file of SearchConfig fields (flags override it)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable)",
+    )
+    add_dataclass_args(p, SearchConfig)
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from shears.search.config import SearchConfig
+    from shears.search.run import run_search
+
+    base = load_config_file(args.config) if args.config else {}
+    if args.set:
+        base = apply_overrides(base, args.set)
+    cfg = dataclass_from_args(SearchConfig, args, base)
+    res = run_search(cfg)
+    best = res["best"] or {}
+    print(
+        f"best {res['objective']}={best.get('score')} adapter_parameters="
+        f"{best.get('adapter_parameters')} evaluations={res['evaluations']} -> "
+        f"{cfg.output_dir}/search_results.json"
+    )
+    return 0
