@@ -13,7 +13,7 @@ Reusable pieces (e.g. for the sub-adapter search):
 
 from shears.evaluate.choice import choice_metrics, choice_scores, generation_choice_accuracy
 from shears.evaluate.extract import extract_answer_word, extract_letter, extract_number
-from shears.evaluate.generate import generate, generate_answers
+from shears.evaluate.generate import GenerationResult, generate_answers
 from shears.evaluate.loss import answer_loss
 from shears.evaluate.math import math_accuracy
 from shears.evaluate.runner import EvalConfig, evaluate_model, run_eval
@@ -31,7 +31,7 @@ __all__ = [
     "extract_answer_word",
     "extract_letter",
     "extract_number",
-    "generate",
+    "GenerationResult",
     "generate_answers",
     "generation_choice_accuracy",
     "load_task_data",
