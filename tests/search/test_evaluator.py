@@ -99,3 +99,12 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         CachedEvaluator(
             space, FunctionObjective(f), log_path=log, resume=True, fingerprint={"objective": "b"}
         )
+
+
+def test_invalid_config_is_a_clear_error():
+    space = make_space()
+    ev = CachedEvaluator(space, FunctionObjective(f), budget=1)
+    with pytest.raises(ShearsError, match="rank 5"):
+        ev({**space.heuristic(), "0.g": 5})
+    with pytest.raises(ShearsError, match="misses group"):
+        ev({"0.g": 16})

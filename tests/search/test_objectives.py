@@ -41,7 +41,12 @@ def test_math_and_choice_objectives(tiny_tokenizer):
     assert space.active_config(layers) == space.minimal()
 
     mc_ex = [
-        {"instruction": "Pick one.", "input": "", "choices": ["The answer", "is 42"], "label": i % 2}
+        {
+            "instruction": "Pick one.",
+            "input": "",
+            "choices": ["The answer", "is 42"],
+            "label": i % 2,
+        }
         for i in range(4)
     ]
     obj = ChoiceAccuracyObjective(model, tiny_tokenizer, layers, space, mc_ex, batch_size=4)

@@ -171,13 +171,17 @@ class CachedEvaluator:
 
     def __call__(self, config: Config) -> float:
         """Score of ``config``: from the cache, the resume log, or one objective call."""
-        key = self.key(config)
+        try:
+            key = self.key(config)
+        except (KeyError, TypeError, ValueError):
+            self.space.validate(config)  # raises a ShearsError naming what is wrong
+            raise
         hit = self._cache.get(key)
         if hit is not None:
             return hit.score
+        config = self.space.validate(config)
         if self.budget is not None and len(self.history) >= self.budget:
             raise BudgetExhausted
-        config = self.space.validate(config)
         params = self.space.adapter_parameters(config)
         rec = self._replay.pop(key, None)
         if rec is not None:
