@@ -7,6 +7,7 @@ their local data files) are found with ``include_path``, so this works offline.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 from typing import Any
@@ -40,13 +41,28 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return get_base() if callable(get_base) else model
 
 
-def check_lmeval_tasks(tasks: list[str], include_path: str | None = None) -> None:
-    """Fail early (before any model work) when a task name is unknown to the harness."""
-    require_lmeval()
+@functools.lru_cache(maxsize=8)
+def _task_manager(include_path: str | None, defaults: bool):
     from lm_eval.tasks import TaskManager
 
-    tm = TaskManager(include_path=include_path) if include_path else TaskManager()
-    known = set(tm.all_tasks)
+    return TaskManager(include_path=include_path, include_defaults=defaults)
+
+
+def task_manager(tasks: list[str], include_path: str | None = None):
+    """A harness TaskManager that knows ``tasks``. Indexing the ~15k built-in tasks takes many
+    seconds, so when every task is found under ``include_path`` the built-ins are skipped;
+    managers are cached per process."""
+    require_lmeval()
+    if include_path:
+        local = _task_manager(include_path, False)
+        if all(t in set(local.all_tasks) for t in tasks):
+            return local
+    return _task_manager(include_path, True)
+
+
+def check_lmeval_tasks(tasks: list[str], include_path: str | None = None) -> None:
+    """Fail early (before any model work) when a task name is unknown to the harness."""
+    known = set(task_manager(tasks, include_path).all_tasks)
     missing = [t for t in tasks if t not in known]
     if missing:
         where = f" (include path {include_path!r})" if include_path else ""
@@ -80,7 +96,6 @@ def run_lmeval(
     require_lmeval()
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
 
     base = _unwrap(model)
     lm = HFLM(
@@ -89,7 +104,7 @@ def run_lmeval(
         batch_size=batch_size,
         device=str(model_device(base)),
     )
-    tm = TaskManager(include_path=include_path) if include_path else TaskManager()
+    tm = task_manager(list(tasks), include_path)
     out = simple_evaluate(
         model=lm,
         tasks=list(tasks),
