@@ -153,6 +153,34 @@ def prune_model(
     }
 
 
+def save_pruned(
+    model: nn.Module,
+    tokenizer: object | None,
+    report: dict[str, Any],
+    cfg: PruneConfig,
+    overwrite: bool = False,
+    t_start: float | None = None,
+) -> Path:
+    """Write ``cfg.output_dir`` in one atomic rename: model (safetensors), tokenizer,
+    ``prune_report.json``, ``prune_config.json`` and (if ``cfg.plot``) ``sparsity_per_layer.png``.
+    A killed run leaves only a hidden ``.<name>.tmp-*`` folder, never a complete-looking output."""
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config  # GGUF-dequantised weights are plain floats now
+    with atomic_dir(cfg.output_dir, overwrite=overwrite) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / CONFIG_FILE, to_dict(cfg))
+        if cfg.plot:
+            title = f"{cfg.model}: {cfg.method} {cfg.pattern}"
+            plot_sparsity(report["layers"], tmp / PLOT_FILE, title)
+        if t_start is not None:
+            report["seconds"]["total"] = round(time.perf_counter() - t_start, 3)
+        report["peak_memory"] = peak_memory()
+        atomic_write_json(tmp / REPORT_FILE, report)
+    return Path(cfg.output_dir)
+
+
 def preflight(cfg: PruneConfig, overwrite: bool = False) -> None:
     """Every check that needs no model: model spec, output folder, text sources, device, dtype."""
     validate_model_spec(cfg.model, cfg.gguf_file)
@@ -177,7 +205,9 @@ def run_prune(cfg: PruneConfig, overwrite: bool = False, progress: bool = True) 
     t_load = time.perf_counter() - t_start
     targets = find_targets(model, cfg.targets, cfg.ignore)
     check_pattern_fits(targets, cfg.nm)
+    t0 = time.perf_counter()
     ids = build_calibration(tok, cfg) if cfg.needs_calibration else None
+    t_data = time.perf_counter() - t0
 
     ppl: dict[str, Any] | None = None
     t_ppl = 0.0
@@ -217,18 +247,10 @@ def run_prune(cfg: PruneConfig, overwrite: bool = False, progress: bool = True) 
         **report,
         "perplexity": ppl,
     }
-    report["seconds"].update(load=round(t_load, 3), perplexity=round(t_ppl, 3))
+    report["seconds"].update(
+        load=round(t_load, 3), calibration_data=round(t_data, 3), perplexity=round(t_ppl, 3)
+    )
 
-    with atomic_dir(cfg.output_dir, overwrite=overwrite) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-        atomic_write_json(tmp / CONFIG_FILE, to_dict(cfg))
-        if cfg.plot:
-            plot_sparsity(
-                report["layers"], tmp / PLOT_FILE, f"{cfg.model}: {cfg.method} {cfg.pattern}"
-            )
-        report["seconds"]["total"] = round(time.perf_counter() - t_start, 3)
-        report["peak_memory"] = peak_memory()
-        atomic_write_json(tmp / REPORT_FILE, report)
+    save_pruned(model, tok, report, cfg, overwrite=overwrite, t_start=t_start)
     logger.info("saved the pruned model and %s to %s", REPORT_FILE, Path(cfg.output_dir))
     return report
