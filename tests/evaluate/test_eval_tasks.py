@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from eval_helpers import MATH_ROWS, MC_ROWS, write_json
 
@@ -123,3 +125,21 @@ def test_gym_tasks_use_the_test_split():
     train = {r["template"] for r in load_reasoning_gym("gsm_symbolic", "train", 40)}
     test = {r["template"] for r in load_reasoning_gym("gsm_symbolic", "test", 10)}
     assert not train & test
+
+
+def test_hf_source_with_local_dataset_folder(tmp_path, monkeypatch):
+    """``<kind>:hf:<dataset>`` goes through ``datasets.load_dataset``; a local folder of JSON
+    files stands in for a hub dataset (GSM8K layout: question, answer ending in '#### N')."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    folder = tmp_path / "gsm8k_like"
+    folder.mkdir()
+    rows = [
+        {"question": "2 + 2?", "answer": "2 + 2 = 4\n#### 4"},
+        {"question": "Big?", "answer": "so\n#### 1,250"},
+    ]
+    (folder / "test.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    spec = parse_task(f"math:hf:{folder}")
+    got = load_task_data(spec)
+    assert [(r["instruction"], r["answer"]) for r in got] == [("2 + 2?", "4"), ("Big?", "1250")]
+    with pytest.raises(ShearsError, match="could not load dataset"):
+        load_task_data(parse_task(f"math:hf:{tmp_path / 'missing_ds'}"))

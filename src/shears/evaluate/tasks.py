@@ -256,9 +256,10 @@ def _base(r: dict, i: int, where: str) -> dict:
 def _check_math(r: dict, i: int, where: str) -> dict:
     out = _base(r, i, where)
     answer = _need(r, "answer", i, where)
-    if parse_label_number(answer) is None:
+    value = parse_label_number(answer)
+    if value is None:
         raise ShearsError(f"{where}: record {i} answer {answer!r} is not a number")
-    out["answer"] = str(answer)
+    out["answer"] = _format_number(value)  # "1,000" and "... #### 1000" -> "1000"
     return out
 
 
