@@ -219,3 +219,10 @@ def test_cli_eval_and_one_line_error(setup, capsys):
     assert json.loads(capsys.readouterr().out)["tasks"]["mc_mc"]["count"] == 3
     assert main(["eval", "--model", setup["model"], "--tasks", "nope"]) == 2
     assert main(["eval", "--model", setup["model"], "--batch-size", "0"]) == 2
+
+
+def test_search_result_without_best_is_clear(setup, monkeypatch, tmp_path):
+    _forbid_model_work(monkeypatch)
+    f = write_json(tmp_path / "search_results.json", {"algorithm": "hill_climb", "best": None})
+    with pytest.raises(ShearsError, match="holds no best config"):
+        run_eval(_cfg(setup, adapter=setup["adapter"], sub_adapter=f))

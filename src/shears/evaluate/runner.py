@@ -274,6 +274,10 @@ def _unwrap_config(data: Any) -> Any:
         best = data.get("best")
         if isinstance(best, dict) and isinstance(best.get("config"), dict):
             return best["config"]
+        if "best" in data and best is None:
+            raise ShearsError(
+                "the search result holds no best config (did the search evaluate any?)"
+            )
     return data
 
 
