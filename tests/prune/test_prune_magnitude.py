@@ -1,4 +1,3 @@
-
 from conftest import tiny_model
 from shears.prune import PruneConfig, prune_model
 
