@@ -104,3 +104,22 @@ def test_nonzero_count_matches_model(tiny_tokenizer):
     # OPT's zero-initialised biases stay in the count of zeros; the targets add exactly theirs
     assert before["nonzero_parameters"] - after["nonzero_parameters"] == report["targets"]["zeros"]
     assert after == count_parameters(model)
+
+
+def test_interrupted_save_leaves_no_complete_looking_output(tmp_path, tiny_tokenizer, monkeypatch):
+    from shears.prune import api
+
+    model = tiny_model_for(tiny_tokenizer, "llama")
+    cfg = PruneConfig(output_dir=str(tmp_path / "out"), method="magnitude")
+    report = prune_model(model, tiny_tokenizer, cfg, progress=False)
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "plot_sparsity", killed)  # dies after the weights were written
+    with pytest.raises(KeyboardInterrupt):
+        save_pruned(model, tiny_tokenizer, report, cfg)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    save_pruned(model, tiny_tokenizer, report, cfg)
+    assert (tmp_path / "out" / PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -18,7 +18,6 @@ Memory stays bounded: texts are read lazily and tokenised until ``max_tokens`` t
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -198,9 +197,11 @@ def iter_texts(
     dataset_split: str = "train",
     seed: int = 0,
     default_split: str = "calibration",
+    what: str = "--calibration",
 ) -> Iterator[str]:
-    """Documents of ``source`` (see the module docstring), lazily."""
-    validate_source(source)
+    """Documents of ``source`` (see the module docstring), lazily; ``what`` names the flag in
+    errors."""
+    validate_source(source, what)
     kind = source_kind(source)
     if kind == "default":
         return default_texts(default_split, seed)
@@ -286,14 +287,17 @@ def heldout_ids(
     max_tokens: int = 16384,
     text_field: str = "text",
     dataset_config: str | None = None,
-    dataset_split: str = "train",
+    dataset_split: str = "test",
 ) -> torch.Tensor:
     """The first ``max_tokens`` tokens of ``source`` as a 1-D stream (for perplexity).
 
-    For ``default`` this is the held-out generator stream, disjoint from calibration text.
+    For ``default`` this is the held-out generator stream, disjoint from calibration text; for a
+    dataset, pass a split the calibration does not use (default ``test``).
     """
-    texts = iter_texts(source, text_field, dataset_config, dataset_split, 0, "heldout")
-    ids = token_stream(tokenizer, itertools.islice(texts, None), max_tokens)
+    texts = iter_texts(
+        source, text_field, dataset_config, dataset_split, 0, "heldout", what="--ppl-source"
+    )
+    ids = token_stream(tokenizer, texts, max_tokens)
     if ids.numel() < 2:
         raise ShearsError(f"held-out text {source!r} gives fewer than 2 tokens")
     return ids

@@ -214,12 +214,7 @@ def run_prune(cfg: PruneConfig, overwrite: bool = False, progress: bool = True) 
     if cfg.eval_ppl:
         t0 = time.perf_counter()
         held = heldout_ids(
-            tok,
-            cfg.ppl_source,
-            cfg.ppl_tokens,
-            cfg.text_field,
-            cfg.dataset_config,
-            cfg.dataset_split,
+            tok, cfg.ppl_source, cfg.ppl_tokens, cfg.text_field, cfg.dataset_config, cfg.ppl_split
         )
         ppl_bs = max(1, cfg.batch_size // 4)
         dense = perplexity(model, tok, held, cfg.ppl_seqlen, batch_size=ppl_bs)

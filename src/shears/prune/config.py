@@ -67,6 +67,9 @@ class PruneConfig:
         help="held-out text for --eval-ppl (same kinds as --calibration; 'default' is offline "
         "text disjoint from the default calibration text)",
     )
+    ppl_split: str = field(
+        "test", help="datasets split for --ppl-source (keep it apart from --dataset-split)"
+    )
     ppl_seqlen: int = field(512, help="window length for --eval-ppl")
     ppl_tokens: int = field(16384, help="at most this many held-out tokens for --eval-ppl")
     dtype: str = field("auto", help="auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16...")
