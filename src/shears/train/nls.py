@@ -145,10 +145,6 @@ def _checkpointing_args(enabled: bool) -> dict:
     return out
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 def train_nls(
     model: nn.Module,
     tokenizer,
@@ -219,9 +215,10 @@ def train_nls(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     # -- trainer (creating the arguments sets up the distributed state, if any)
-    device = _model_device(model)
-    use_cpu = cfg.device == "cpu" or (device.type == "cpu" and not torch.cuda.is_available())
-    bf16, fp16 = _precision_flags(cfg.precision, torch.device("cpu") if use_cpu else device)
+    use_cpu = cfg.device == "cpu" or not torch.cuda.is_available()
+    # the Trainer moves the model to the GPU when there is one (unless --device cpu)
+    train_device = torch.device("cpu") if use_cpu else torch.device("cuda")
+    bf16, fp16 = _precision_flags(cfg.precision, train_device)
     args = TrainingArguments(
         output_dir=str(out),
         per_device_train_batch_size=cfg.batch_size,
