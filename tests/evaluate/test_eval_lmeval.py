@@ -70,6 +70,21 @@ def test_lmeval_runs_local_task_on_in_memory_model(tiny_tokenizer, local_task, m
     assert got["acc_norm"] == pytest.approx(acc_norm)
 
 
-def test_unknown_lmeval_task_is_clear(local_task):
+def test_unknown_lmeval_task_is_clear(local_task, monkeypatch):
+    import shears.evaluate.lmeval as bridge
+
+    # the real check indexes ~15k built-in task YAMLs (tens of seconds); a stand-in index keeps
+    # this test about our error, the test above exercises the real harness
+    monkeypatch.setattr(
+        bridge,
+        "task_manager",
+        lambda tasks, include_path=None: type("TM", (), {"all_tasks": ["shears_local_mc"]})(),
+    )
     with pytest.raises(ShearsError, match="lm-eval knows no task 'nope_task'"):
         check_lmeval_tasks(["nope_task"], local_task)
+    check_lmeval_tasks(["shears_local_mc"], local_task)
+    # a local-only request never indexes the built-ins
+    monkeypatch.undo()
+    bridge._task_manager.cache_clear()
+    assert "shears_local_mc" in bridge.task_manager(["shears_local_mc"], local_task).all_tasks
+    assert bridge._task_manager.cache_info().currsize == 1
