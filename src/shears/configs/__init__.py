@@ -1,0 +1,1 @@
+"""Shipped run configs (the embedded default and paper-scale settings)."""
