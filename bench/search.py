@@ -110,6 +110,9 @@ def main() -> int:
     ap.add_argument("--top-k", type=int, default=8, help="screened hill-climbing: exact evals/turn")
     ap.add_argument("--population", type=int, default=8)
     ap.add_argument("--skip-turn", action="store_true", help="skip the full exhaustive turn")
+    ap.add_argument(
+        "--turn-sample", type=int, default=0, help="evaluate only N random neighbours (0 = all)"
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     ap.add_argument("--out", help="also write the JSON here")
     args = ap.parse_args()
@@ -201,6 +204,9 @@ def main() -> int:
     # ------------------------------------------------------------ one full turn vs screening
     if not args.skip_turn:
         memo.set_anchor(h)
+        if args.turn_sample and args.turn_sample < len(nbrs):
+            keep = sorted(random.Random(1).sample(range(len(nbrs)), args.turn_sample))
+            nbrs = [nbrs[i] for i in keep]
         t = time.perf_counter()
         exact = [memo(c) for c in nbrs]
         turn_s = time.perf_counter() - t
@@ -213,7 +219,7 @@ def main() -> int:
         base = memo(h)
         report["turn"] = {
             "heuristic_loss": base,
-            "neighbours": len(nbrs),
+            "neighbours_evaluated": len(nbrs),
             "exhaustive_turn_s": round(turn_s, 1),
             "naive_turn_s_estimated": round(s_naive * len(nbrs), 1),
             "screened_turn_s": round(est_s + s_fast * args.top_k, 1),

@@ -51,6 +51,9 @@ def plot_ranks(config: dict[str, int], widths: dict[str, list[int]], path: str |
         ax.plot(xs, [y + 0.25 * (k - len(series) / 2) for y in ys], "o-", ms=4, label=label)
     all_w = sorted({w for ws in widths.values() for w in ws})
     ax.set_yticks(all_w)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("decoder layer")
     ax.set_ylabel("rank (lines offset slightly to stay visible)")
     ax.set_title("chosen sub-adapter")
