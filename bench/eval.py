@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 
 import torch
@@ -83,12 +84,19 @@ def main() -> None:
     # warm-up (first-call allocations, kernels)
     generate(model, tok, build_prompts(math_ex[:1], style, tok), style, 1, 2)
 
+    def log(name, rec):
+        print(f"{name}: {json.dumps(rec)}", file=sys.stderr, flush=True)
+
     gen1, texts1 = bench_generation(model, tok, math_ex, style, 1, args.max_new_tokens)
+    log("math batch 1", gen1)
     genb, textsb = bench_generation(
         model, tok, math_ex, style, args.batch_size, args.max_new_tokens
     )
+    log(f"math batch {args.batch_size}", genb)
     mc1, s1 = bench_choice(model, tok, mc_ex, style, 1)
+    log("mc batch 1", mc1)
     mcb, sb = bench_choice(model, tok, mc_ex, style, args.batch_size)
+    log(f"mc batch {args.batch_size}", mcb)
     max_diff = max(
         abs(a - b) for x, y in zip(s1, sb, strict=True) for a, b in zip(x, y, strict=True)
     )
