@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from shears.prune.magnitude import magnitude_mask
-from shears.prune.masks import nm_mask, parse_pattern, unstructured_row_mask
+from shears.prune.masks import lowest_k_mask, nm_mask, parse_pattern, unstructured_row_mask
 
 
 def test_unstructured_row_mask_exact_per_row_and_stable_ties():
@@ -10,6 +10,15 @@ def test_unstructured_row_mask_exact_per_row_and_stable_ties():
     mask = unstructured_row_mask(scores, 0.5)
     # ties broken by column index (stable sort): the first two columns go
     assert mask.tolist() == [[True, True, False, False], [False, False, True, True]]
+
+
+def test_selection_equals_stable_sort_under_heavy_ties():
+    torch.manual_seed(2)
+    scores = torch.randint(0, 4, (50, 64)).float()
+    for k in (1, 17, 32, 63, 64):
+        order = torch.sort(scores, dim=1, stable=True).indices[:, :k]
+        ref = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, order, True)
+        assert torch.equal(lowest_k_mask(scores, k), ref), k
 
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.1, 0.3, 0.5, 0.77, 0.99])

@@ -56,4 +56,6 @@ def test_prune_smollm2_cli_end_to_end(tmp_path, capsys):
     reloaded = AutoModelForCausalLM.from_pretrained(out)
     w = reloaded.model.layers[7].mlp.down_proj.weight
     assert ((w == 0).sum(1) == 1536 // 2).all()
-    assert torch.count_nonzero(reloaded.model.embed_tokens.weight) > 0.99 * 49152 * 576
+    assert (
+        torch.count_nonzero(reloaded.model.embed_tokens.weight) > 0.98 * 49152 * 576
+    )  # Q4_1 leaves ~1 % exact zeros

@@ -22,19 +22,26 @@ def row_prune_count(in_features: int, sparsity: float) -> int:
     return int(in_features * sparsity)
 
 
-def unstructured_row_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """In every row of ``scores`` (out, in), mark the ``int(in * sparsity)`` lowest scores.
+def lowest_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Mark the ``k`` lowest entries of every row; ties go to the lowest column index.
 
-    A stable sort breaks ties by column index, so the mask is deterministic.
+    The same mask as taking the first ``k`` of a stable ascending sort, computed with a selection
+    (``kthvalue``) instead of a full sort: everything strictly below the row's k-th value, then
+    as many entries equal to it as are still needed, leftmost first.
     """
-    out_f, in_f = scores.shape
-    k = row_prune_count(in_f, sparsity)
-    mask = torch.zeros_like(scores, dtype=torch.bool)  # (out, in)
-    if k == 0:
-        return mask
-    order = torch.sort(scores, dim=1, stable=True).indices  # (out, in), ascending
-    mask.scatter_(1, order[:, :k], True)
-    return mask
+    if k <= 0:
+        return torch.zeros_like(scores, dtype=torch.bool)
+    kth = torch.kthvalue(scores, k, dim=1, keepdim=True).values  # (out, 1)
+    below = scores < kth  # (out, in)
+    need = k - below.sum(dim=1, keepdim=True)  # (out, 1): ties still to take
+    tie = scores == kth
+    return below | (tie & (tie.cumsum(dim=1) <= need))
+
+
+def unstructured_row_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """In every row of ``scores`` (out, in), mark the ``int(in * sparsity)`` lowest scores
+    (ties broken by column index, so the mask is deterministic)."""
+    return lowest_k_mask(scores, row_prune_count(scores.shape[1], sparsity))
 
 
 def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:

@@ -18,7 +18,7 @@ import logging
 
 import torch
 
-from shears.prune.masks import row_prune_count
+from shears.prune.masks import lowest_k_mask, row_prune_count
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +100,7 @@ def sparsegpt_prune(
             k = row_prune_count(i2, sparsity) - row_prune_count(i1, sparsity)
             if k > 0:
                 scores = w1.square() / d.square().unsqueeze(0)  # (out, count)
-                order = torch.sort(scores, dim=1, stable=True).indices[:, :k]
-                mask1.scatter_(1, order, True)
+                mask1 = lowest_k_mask(scores, k)
 
         for i in range(count):
             col = w1[:, i]  # (out,)
