@@ -53,7 +53,24 @@ def test_reasoning_gym_split_by_template():
     assert not {e["template"] for e in train} & {e["template"] for e in test}
     assert train[0]["output"].rstrip().endswith(train[0]["answer"])  # worked solution, #### N
     assert train == load_reasoning_gym("gsm_symbolic", "train", 12)  # reproducible
-    with pytest.raises(ShearsError, match="no generator"):
+    with pytest.raises(ShearsError, match="cannot be created"):
         load_reasoning_gym("no_such_generator", "train", 2)
     with pytest.raises(ShearsError, match="split 'dev'"):
         load_reasoning_gym("gsm_symbolic", "dev", 2)
+
+
+def test_reasoning_gym_options_and_hash_split_are_disjoint():
+    pytest.importorskip("reasoning_gym")
+    spec = "chain_sum?min_terms=2&max_terms=2&max_digits=1"
+    splits = {s: load_reasoning_gym(spec, s, 8) for s in ("train", "validation", "test")}
+    questions = {s: [e["instruction"] for e in rows] for s, rows in splits.items()}
+    for s, qs in questions.items():
+        assert len(set(qs)) == len(qs), f"{s} repeats a question"
+        assert all(q.count("+") + q.count("-") == 1 for q in qs)  # the options reached the generator
+    assert not set(questions["train"]) & set(questions["test"])
+    assert not set(questions["train"]) & set(questions["validation"])
+    assert not set(questions["validation"]) & set(questions["test"])
+    with pytest.raises(ShearsError, match="distinct test problems"):
+        load_reasoning_gym(spec, "test", 400)  # two one-digit terms: ~200 problems in all
+    with pytest.raises(ShearsError, match="bogus"):
+        load_reasoning_gym("chain_sum?bogus=1", "test", 2)

@@ -108,11 +108,30 @@ def _gsm_answer_text(entry: dict) -> str:
     return f"The answer is {entry['answer']}."
 
 
+def parse_generator(spec: str) -> tuple[str, dict[str, Any]]:
+    """``chain_sum?max_terms=3&max_digits=2`` -> ``("chain_sum", {"max_terms": 3, "max_digits": 2})``.
+
+    Values are parsed as YAML scalars/lists (``operators=[+,-]``); they are passed to the
+    generator's config, so a misspelt key is reported by reasoning-gym.
+    """
+    import yaml
+
+    name, _, query = spec.partition("?")
+    kwargs: dict[str, Any] = {}
+    for part in filter(None, query.split("&")):
+        key, eq, raw = part.partition("=")
+        if not eq or not key:
+            raise ShearsError(f"generator option {part!r} in {spec!r} must look like key=value")
+        kwargs[key] = yaml.safe_load(raw)
+    return name, kwargs
+
+
 def reasoning_gym_templates(name: str, seed: int) -> int | None:
     """Number of templates of a reasoning-gym generator (None when it has no template notion)."""
     import reasoning_gym
 
-    ds = reasoning_gym.create_dataset(name, size=1, seed=seed)
+    name, kwargs = parse_generator(name)
+    ds = reasoning_gym.create_dataset(name, size=1, seed=seed, **kwargs)
     gens = getattr(ds, "generators", None)
     return len(gens) if gens else None
 
@@ -151,7 +170,8 @@ def load_reasoning_gym(
     Generators with templates (``gsm_symbolic``: 100 templates, chosen per item by
     ``ds.task_indices[idx]``; note ``metadata['source_index']`` is the item index, not the template)
     are split **by template** with ``split_seed``, so test templates never appear in training.
-    Other generators are split by disjoint seeds (``seed`` + split offset). The output text is the
+    Other generators are split by a hash of the question text (each split owns a disjoint slice
+    of hash space), so no question appears in two splits. Questions are unique within a split. The output text is the
     worked solution when the generator has one (``answer_cot``), else ``The answer is X.``
     """
     import reasoning_gym
@@ -160,32 +180,62 @@ def load_reasoning_gym(
         raise ShearsError(f"split {split!r} is not known; allowed: {', '.join(SPLITS)}")
     if size < 1:
         raise ShearsError(f"size must be >= 1, got {size}")
+    spec = name
+    name, kwargs = parse_generator(spec)
     try:
-        probe = reasoning_gym.create_dataset(name, size=1, seed=seed)
+        probe = reasoning_gym.create_dataset(name, size=1, seed=seed, **kwargs)
     except Exception as exc:
-        raise ShearsError(f"reasoning-gym has no generator {name!r}: {exc}") from exc
+        raise ShearsError(f"reasoning-gym generator {spec!r} cannot be created: {exc}") from exc
     offset = {"train": 0, "validation": 1, "test": 2}[split]
+    templated = bool(getattr(probe, "generators", None)) and hasattr(probe, "task_indices")
+    keep = (
+        split_templates(list(probe.generators), split_seed, fractions)[split] if templated else None
+    )
+    lo = sum(fractions[:offset]) / sum(fractions)
+    hi = sum(fractions[: offset + 1]) / sum(fractions)
     out: list[dict] = []
-    if getattr(probe, "generators", None) and hasattr(probe, "task_indices"):
-        keep = split_templates(list(probe.generators), split_seed, fractions)[split]
-        # generate in chunks until we have ``size`` items from our templates
-        chunk = max(4 * size, 64)
-        round_ = 0
-        while len(out) < size:
-            ds = reasoning_gym.create_dataset(
-                name, size=chunk, seed=seed * 1000 + offset * 100 + round_
-            )
-            for idx in range(len(ds)):
+    seen: set[str] = set()
+    chunk = max(4 * size, 64)
+    stale = 0  # rounds that added nothing new: the generator is exhausted
+    for round_ in range(10_000):
+        if stale >= 3:
+            break
+        before = len(out)
+        ds = reasoning_gym.create_dataset(
+            name, size=chunk, seed=seed * 1000 + offset * 100 + round_, **kwargs
+        )
+        for idx in range(len(ds)):
+            if templated:
                 tpl = int(ds.task_indices[idx])
-                if tpl in keep:
-                    out.append(_gym_example(ds[idx], tpl))
-                    if len(out) == size:
-                        break
-            round_ += 1
-    else:
-        ds = reasoning_gym.create_dataset(name, size=size, seed=seed * 1000 + offset * 100 + 17)
-        out = [_gym_example(ds[i], None) for i in range(size)]
-    return out
+                if tpl not in keep:
+                    continue
+                entry = ds[idx]
+            else:
+                # no templates: the split owns a fixed slice of question-hash space, so the same
+                # question can never land in two splits (small generators repeat questions)
+                tpl = None
+                entry = ds[idx]
+                if not lo <= _hash_unit(entry["question"], split_seed) < hi:
+                    continue
+            if entry["question"] in seen:
+                continue
+            seen.add(entry["question"])
+            out.append(_gym_example(entry, tpl))
+            if len(out) == size:
+                return out
+        stale = stale + 1 if len(out) == before else 0
+    raise ShearsError(
+        f"reasoning-gym generator {spec!r} yields only {len(out)} distinct {split} problems; "
+        f"ask for fewer than {size} or widen its options"
+    )
+
+
+def _hash_unit(text: str, salt: int) -> float:
+    """A stable hash of ``text`` mapped to [0, 1)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{salt}:{text}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def _gym_example(entry: dict, template: int | None) -> dict:
