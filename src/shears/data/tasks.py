@@ -202,7 +202,11 @@ def load_reasoning_gym(
             break
         before = len(out)
         ds = reasoning_gym.create_dataset(
-            name, size=chunk, seed=seed * 1000 + offset * 100 + round_, **kwargs
+            # item idx is drawn from Random(seed + idx): consecutive rounds must not overlap
+            name,
+            size=chunk,
+            seed=seed * 10_000_019 + offset * 1_000_003 + round_ * chunk,
+            **kwargs,
         )
         for idx in range(len(ds)):
             if templated:
