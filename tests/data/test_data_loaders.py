@@ -66,7 +66,9 @@ def test_reasoning_gym_options_and_hash_split_are_disjoint():
     questions = {s: [e["instruction"] for e in rows] for s, rows in splits.items()}
     for s, qs in questions.items():
         assert len(set(qs)) == len(qs), f"{s} repeats a question"
-        assert all(q.count("+") + q.count("-") == 1 for q in qs)  # the options reached the generator
+        assert all(
+            q.count("+") + q.count("-") == 1 for q in qs
+        )  # the options reached the generator
     assert not set(questions["train"]) & set(questions["test"])
     assert not set(questions["train"]) & set(questions["validation"])
     assert not set(questions["validation"]) & set(questions["test"])
