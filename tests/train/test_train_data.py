@@ -42,7 +42,7 @@ def test_reasoning_gym_source():
     pytest.importorskip("reasoning_gym")
     rows = load_train_examples(make_config("o", data="gym:gsm_symbolic", train_size=3))
     assert len(rows) == 3 and all(r["output"] and r["template"] is not None for r in rows)
-    with pytest.raises(ShearsError, match="no generator"):
+    with pytest.raises(ShearsError, match="nope_gen"):
         load_train_examples(make_config("o", data="gym:nope_gen", train_size=3))
 
 
