@@ -32,11 +32,26 @@ DTYPES = {
 }
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to the *current* ``sys.stderr`` (pytest swaps it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it
+        pass
+
+
 def setup_logging(level: str = "INFO") -> None:
     """Configure the ``shears`` logger once (idempotent); messages go to stderr."""
     root = logging.getLogger("shears")
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
         )
