@@ -398,6 +398,13 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         100 * counts["sparsity"],
         style,
     )
+    if cfg.adapter and adapter_kind(cfg.adapter) == "super":
+        # the sub-adapter is fixed from here on: fold it into the base weights (exact: the same
+        # delta, masked when the adapter is mask-aware) so generation runs one matmul per layer
+        from shears.adapters.elastic_lora import elastic_layers
+
+        for layer in elastic_layers(model).values():
+            layer.merge()
     res = evaluate_model(model, tok, specs, cfg, data=data, prompt_style=style)
     predictions = res.pop("predictions")
     results = {
