@@ -2,11 +2,11 @@
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-pins.txt | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-pins.txt Makefile | sha1sum | cut -c1-12)
 
 .PHONY: install demo test lint format bench clean
 
-$(STAMP): pyproject.toml requirements-pins.txt
+$(STAMP): pyproject.toml requirements-pins.txt Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-pins.txt
@@ -30,6 +30,12 @@ lint: install
 format: install
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
+
+bench: install
+	$(BIN)/python bench/prune.py
+	$(BIN)/python bench/train_step.py
+	$(BIN)/python bench/eval.py
+	$(BIN)/python bench/search.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

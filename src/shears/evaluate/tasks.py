@@ -86,7 +86,11 @@ class TaskSpec:
         if self.size is not None and self.size < 1:
             raise ShearsError(f"task size must be >= 1, got {self.size}")
         if not self.name:
-            base = Path(self.path).stem if self.source in ("json", "text") else self.path
+            p = Path(self.path)
+            base = p.stem if self.source in ("json", "text") else self.path
+            if self.source in ("json", "text") and base in ("test", "train", "dev", "validation"):
+                base = p.parent.name or base  # LLM-Adapters: dataset/<task>/test.json
+            base = base.split("?", 1)[0]  # drop reasoning-gym generator options
             base = base.replace("/", "_")
             self.name = base if self.kind in ("math", "lmeval") else f"{base}_{self.kind}"
 
