@@ -99,7 +99,9 @@ def tiny_llama():
 
 @pytest.fixture
 def tiny_tokenizer(tmp_path_factory):
-    """A real (tiny) byte-level BPE tokenizer trained in-process, vocab 128, with eos/pad."""
+    """A real (tiny) byte-level BPE tokenizer trained in-process, with eos/pad. Its vocabulary
+    (257: the 256 byte symbols and ``<eos>``) is larger than ``tiny_model``'s 128: size the model
+    with ``len(tokenizer)`` when the two meet."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
