@@ -150,3 +150,13 @@ def test_print_default(capsys):
     assert main(["run", "--print-default"]) == 0
     out = capsys.readouterr().out
     assert "model: smollm2-135m" in out and "sparsity: 0.5" in out
+
+
+def test_missing_task_file_fails_before_any_stage(tmp_path, capsys):
+    missing = tmp_path / "nope.json"
+    rc = main(
+        ["run", f"run_dir={tmp_path / 'r'}", f"task={missing}", "eval_tasks=[math:gym:chain_sum]"]
+    )
+    assert rc == 2
+    assert "nope.json" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

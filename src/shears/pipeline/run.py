@@ -120,6 +120,18 @@ def build_plan(cfg: RunConfig) -> Plan:
     return Plan(prune, train, search, export, evals, baseline_trains)
 
 
+def _preflight_data(plan: Plan) -> None:
+    """Load (and so check) the training data and the test data before any stage runs, so a
+    missing file or field is reported first, not after pruning."""
+    from shears.evaluate.runner import prepare_tasks
+    from shears.train.data import load_train_examples
+
+    if not load_train_examples(plan.train):
+        raise ShearsError(f"task {plan.train.data!r} holds no training examples")
+    first = next(iter(plan.evals.values()))
+    prepare_tasks(first.task_specs(), first)
+
+
 def _check_run_dir(cfg: RunConfig, overwrite: bool) -> Path:
     run = Path(cfg.run_dir)
     saved = run / CONFIG_FILE
@@ -176,6 +188,7 @@ def run_pipeline(cfg: RunConfig, overwrite: bool = False) -> dict[str, Any]:
 
     plan = build_plan(cfg)  # every config error surfaces here, before any work
     validate_model_spec(cfg.model)
+    _preflight_data(plan)
     run = _check_run_dir(cfg, overwrite)
     timer = _Timer(run / TIMES_FILE)
     pruned_done = (Path(plan.prune.output_dir) / "prune_report.json").is_file()
