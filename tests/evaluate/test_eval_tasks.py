@@ -11,8 +11,12 @@ def test_parse_task_forms():
     assert parse_task("gsm_symbolic") == TaskSpec(
         kind="math", source="gym", path="gsm_symbolic", name="gsm_symbolic"
     )
-    s = parse_task("mc:data/test.json")
-    assert (s.kind, s.source, s.path, s.name) == ("mc", "json", "data/test.json", "test_mc")
+    s = parse_task("mc:data/piqa.json")
+    assert (s.kind, s.source, s.path, s.name) == ("mc", "json", "data/piqa.json", "piqa_mc")
+    # LLM-Adapters layout dataset/<task>/test.json: the folder names the task
+    assert parse_task("math:dataset/gsm8k/test.json").name == "gsm8k"
+    assert parse_task("math:dataset/svamp/test.json").name == "svamp"
+    assert parse_task("math:gym:chain_sum?max_terms=2").name == "chain_sum"
     s = parse_task("aqua:aqua.jsonl")
     assert (s.kind, s.name) == ("letter", "aqua_letter")
     s = parse_task("math:hf:openai/gsm8k:main")
