@@ -160,3 +160,19 @@ def test_missing_task_file_fails_before_any_stage(tmp_path, capsys):
     assert rc == 2
     assert "nope.json" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_baselines_train_fixed_rank_lora_on_pruned_and_dense(tmp_path, tiny_folder):
+    cfg = _cfg(tmp_path, tiny_folder, "baselines=true", "evaluate_dense=false")
+    report = run_pipeline(cfg)
+    rows = {r["variant"]: r for r in report["rows"]}
+    assert {"lora_pruned", "lora_dense"} <= set(rows)
+    run = tmp_path / "run"
+    for name in ("lora_pruned", "lora_dense"):
+        space = json.loads((run / "baselines" / name / "search_space.json").read_text())
+        assert all(g["widths"] == [4] for g in space["groups"])  # fixed rank r_max
+    # LoRA on the dense model keeps the dense base's non-zeros; on the pruned one, the pruned base's
+    assert rows["lora_dense"]["nonzero_parameters"] > rows["lora_pruned"]["nonzero_parameters"]
+    assert (
+        rows["lora_pruned"]["adapter_parameters"] > rows["shears_heuristic"]["adapter_parameters"]
+    )
