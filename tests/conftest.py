@@ -85,9 +85,32 @@ def tiny_config(arch: str):
     raise ValueError(arch)
 
 
-def tiny_model(arch: str = "llama", seed: int = 0) -> torch.nn.Module:
+def tiny_model(
+    arch: str = "llama",
+    seed: int = 0,
+    tokenizer=None,
+    layers: int | None = None,
+    max_positions: int | None = None,
+) -> torch.nn.Module:
+    """A random ``arch`` model from :func:`tiny_config`, in eval mode.
+
+    ``tokenizer``: size the vocabulary to it (the tiny byte-level BPE holds 257 ids, more than the
+    configs' 128) and use its EOS as GPT-2's bos/eos; ``layers``: number of blocks;
+    ``max_positions``: context length (byte-level prompts are long).
+    """
+    cfg = tiny_config(arch)
+    if tokenizer is not None:
+        cfg.vocab_size = len(tokenizer)
+        if arch == "gpt2":
+            cfg.bos_token_id = cfg.eos_token_id = tokenizer.eos_token_id
+    for key in ("num_hidden_layers", "n_layer"):
+        if layers is not None and hasattr(cfg, key):
+            setattr(cfg, key, layers)
+    for key in ("n_positions", "max_position_embeddings"):
+        if max_positions is not None and hasattr(cfg, key):
+            setattr(cfg, key, max_positions)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(tiny_config(arch))
+    model = AutoModelForCausalLM.from_config(cfg)
     model.eval()
     return model
 

@@ -8,24 +8,13 @@ from types import SimpleNamespace
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM
 
-from conftest import tiny_config
+from conftest import tiny_model
 
 
 def tiny_lm(tokenizer, arch: str = "llama", seed: int = 0) -> nn.Module:
-    """A tiny random causal LM whose vocabulary fits ``tokenizer``."""
-    cfg = tiny_config(arch)
-    cfg.vocab_size = len(tokenizer)
-    for key in ("n_positions", "max_position_embeddings"):  # byte-level prompts are long
-        if hasattr(cfg, key):
-            setattr(cfg, key, 1024)
-    if arch == "gpt2":
-        cfg.bos_token_id = cfg.eos_token_id = tokenizer.eos_token_id
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(cfg)
-    model.eval()
-    return model
+    """A tiny random causal LM whose vocabulary fits ``tokenizer`` (1024 positions)."""
+    return tiny_model(arch, seed, tokenizer=tokenizer, max_positions=1024)
 
 
 class RiggedLM(nn.Module):

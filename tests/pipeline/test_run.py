@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import tiny_config
+from conftest import tiny_model
 from shears.cli import main
 from shears.errors import ShearsError
 from shears.pipeline import load_run_config, run_pipeline
@@ -33,15 +33,8 @@ TINY = [
 @pytest.fixture
 def tiny_folder(tmp_path, tiny_tokenizer):
     """A tiny random LLaMA whose vocabulary fits the tiny tokenizer, saved as a HF folder."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    cfg = tiny_config("llama")
-    cfg.vocab_size = len(tiny_tokenizer)
-    cfg.max_position_embeddings = 1024
-    torch.manual_seed(0)
     folder = tmp_path / "tiny"
-    AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
+    tiny_model("llama", tokenizer=tiny_tokenizer, max_positions=1024).save_pretrained(folder)
     tiny_tokenizer.save_pretrained(folder)
     return str(folder)
 

@@ -1,9 +1,6 @@
 """Helpers for the prune tests: tiny models whose vocabulary covers the tiny tokenizer."""
 
-import torch
-from transformers import AutoModelForCausalLM
-
-from conftest import tiny_config
+from conftest import tiny_model
 
 TEXT = " ".join(
     f"Sentence {i}: the {w} number is {i * 7 % 13}, and below is an instruction that describes a task."
@@ -14,11 +11,4 @@ TEXT = " ".join(
 def tiny_model_for(tokenizer, arch="llama", seed=0, layers=None):
     """``conftest.tiny_model`` with ``vocab_size = len(tokenizer)`` (the tiny byte-level BPE holds
     257 ids, more than the 128 of the tiny configs)."""
-    cfg = tiny_config(arch)
-    cfg.vocab_size = len(tokenizer)
-    if layers is not None:
-        for key in ("num_hidden_layers", "n_layer"):
-            if hasattr(cfg, key):
-                setattr(cfg, key, layers)
-    torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(cfg).eval()
+    return tiny_model(arch, seed, tokenizer=tokenizer, layers=layers)

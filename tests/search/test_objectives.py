@@ -2,9 +2,8 @@
 in [0, 1] and are maximised through the evaluator."""
 
 import torch
-from transformers import AutoModelForCausalLM
 
-from conftest import tiny_config
+from conftest import tiny_model
 from shears.adapters.elastic_lora import inject_elastic_lora
 from shears.adapters.search_space import SearchSpace, SpaceConfig
 from shears.search import (
@@ -16,10 +15,7 @@ from shears.search import (
 
 
 def _setup(tok):
-    conf = tiny_config("llama")
-    conf.vocab_size = len(tok)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(conf).eval()
+    model = tiny_model("llama", tokenizer=tok)
     cfg = SpaceConfig(targets=["q_proj", "v_proj"], groups=[], widths=[4, 2])
     space = SearchSpace.build(model, cfg)
     layers = inject_elastic_lora(model, space.modules, 4, cfg.alpha)

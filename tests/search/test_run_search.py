@@ -4,9 +4,8 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
 
-from conftest import tiny_config
+from conftest import tiny_model
 from shears.adapters.elastic_lora import inject_elastic_lora, remove_elastic_lora
 from shears.adapters.io import save_super_adapter
 from shears.adapters.search_space import SearchSpace, SpaceConfig
@@ -18,10 +17,7 @@ from shears.models import save_model
 def setup(tmp_path_factory, tiny_tokenizer):
     tok = tiny_tokenizer
     root = tmp_path_factory.mktemp("search_e2e")
-    conf = tiny_config("llama")
-    conf.vocab_size = len(tok)  # the byte-level tokenizer holds more than 128 tokens
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(conf).eval()
+    model = tiny_model("llama", tokenizer=tok)
     save_model(model, tok, root / "model")
     cfg = SpaceConfig(targets=["q_proj", "v_proj", "up_proj"], groups=[], widths=[8, 6, 4])
     space = SearchSpace.build(model, cfg)

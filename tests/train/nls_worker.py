@@ -14,8 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-import torch
-from transformers import AutoModelForCausalLM, TrainerCallback
+from transformers import TrainerCallback
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests/ for conftest.tiny_config
@@ -40,14 +39,9 @@ def make_tokenizer():
 
 def make_model(tokenizer, arch: str = "llama", seed: int = 0):
     """A 2-block random model of ``arch`` whose vocabulary covers ``tokenizer``."""
-    from conftest import tiny_config
+    from conftest import tiny_model
 
-    cfg = tiny_config(arch)
-    cfg.vocab_size = len(tokenizer)
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(cfg)
-    model.eval()
-    return model
+    return tiny_model(arch, seed, tokenizer=tokenizer)
 
 
 def make_examples(n: int = 24) -> list[dict]:
