@@ -26,15 +26,16 @@ def _example(
     return {"instruction": instruction, "input": input, "output": output, "answer": answer, **extra}
 
 
-def load_json_records(path: str | Path, require: tuple[str, ...] = ("instruction",)) -> list[dict]:
-    """Read a JSON list or a JSONL file of records (LLM-Adapters / Alpaca format).
+def read_json_rows(path: str | Path) -> list[dict]:
+    """The raw records of a JSON list (or ``{"data": [...]}``) or a JSONL file.
 
-    Fields: ``instruction`` (required), ``input``, ``output``, ``answer``. Raises a ShearsError
-    naming the first record that misses a required field.
+    Raises a ShearsError for a missing file, invalid JSON, no records, or a record that is not an
+    object.
     """
     p = Path(path)
+    where = f"data file {str(p)!r}"
     if not p.is_file():
-        raise ShearsError(f"data file {str(p)!r} does not exist")
+        raise ShearsError(f"{where} does not exist")
     text = p.read_text()
     try:
         if p.suffix == ".jsonl":
@@ -42,17 +43,27 @@ def load_json_records(path: str | Path, require: tuple[str, ...] = ("instruction
         else:
             rows = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ShearsError(f"data file {str(p)!r} is not valid JSON: {exc}") from exc
-    if isinstance(rows, dict) and "data" in rows:
+        raise ShearsError(f"{where} is not valid JSON: {exc}") from exc
+    if isinstance(rows, dict) and isinstance(rows.get("data"), list):
         rows = rows["data"]
     if not isinstance(rows, list) or not rows:
-        raise ShearsError(f"data file {str(p)!r} holds no records (expected a non-empty JSON list)")
-    return [_normalise(r, i, require, str(p)) for i, r in enumerate(rows)]
+        raise ShearsError(f"{where} holds no records (expected a non-empty JSON list)")
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict):
+            raise ShearsError(f"{where}: record {i} is not an object")
+    return rows
 
 
-def _normalise(r: Any, i: int, require: tuple[str, ...], where: str) -> dict:
-    if not isinstance(r, dict):
-        raise ShearsError(f"{where}: record {i} is not an object")
+def load_json_records(path: str | Path, require: tuple[str, ...] = ("instruction",)) -> list[dict]:
+    """Read a JSON list or a JSONL file of records (LLM-Adapters / Alpaca format).
+
+    Fields: ``instruction`` (required), ``input``, ``output``, ``answer``. Raises a ShearsError
+    naming the first record that misses a required field.
+    """
+    return [_normalise(r, i, require, str(path)) for i, r in enumerate(read_json_rows(path))]
+
+
+def _normalise(r: dict, i: int, require: tuple[str, ...], where: str) -> dict:
     for key in require:
         if key not in r or r[key] in (None, ""):
             raise ShearsError(

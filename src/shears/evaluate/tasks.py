@@ -19,7 +19,6 @@ Every loader checks the fields it needs and raises a one-line ShearsError naming
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from shears.config import field, from_dict
+from shears.data.tasks import read_json_rows
 from shears.errors import ShearsError
 from shears.evaluate.extract import parse_label_number
 
@@ -173,28 +173,6 @@ def load_task_data(spec: TaskSpec, limit: int | None = None, gym_size: int = 200
     return [checker[spec.kind](r, i, where) for i, r in enumerate(rows)]
 
 
-def _read_json_rows(path: str) -> list[dict]:
-    p = Path(path)
-    if not p.is_file():
-        raise ShearsError(f"data file {path!r} does not exist")
-    text = p.read_text()
-    try:
-        if p.suffix == ".jsonl":
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            rows = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ShearsError(f"data file {path!r} is not valid JSON: {exc}") from exc
-    if isinstance(rows, dict) and isinstance(rows.get("data"), list):
-        rows = rows["data"]
-    if not isinstance(rows, list) or not rows:
-        raise ShearsError(f"data file {path!r} holds no records (expected a non-empty JSON list)")
-    for i, r in enumerate(rows):
-        if not isinstance(r, dict):
-            raise ShearsError(f"data file {path!r}: record {i} is not an object")
-    return rows
-
-
 def _map_fields(row: dict, fields: dict[str, str]) -> dict:
     out = dict(row)
     for ours, theirs in fields.items():
@@ -209,7 +187,7 @@ def _map_fields(row: dict, fields: dict[str, str]) -> dict:
 
 
 def _load_json(spec: TaskSpec) -> list[dict]:
-    return [_map_fields(r, spec.fields) for r in _read_json_rows(spec.path)]
+    return [_map_fields(r, spec.fields) for r in read_json_rows(spec.path)]
 
 
 def _load_hf(spec: TaskSpec) -> list[dict]:
