@@ -47,6 +47,7 @@ from shears.utils import atomic_dir, atomic_write_json, atomic_write_text, check
 logger = logging.getLogger(__name__)
 
 EVAL_RESULTS = "eval_results.json"
+RESULTS_FILE = "export_results.json"
 PROBE_SHAPE = (2, 16)  # (batch, seq) of random tokens for the logit checks
 
 
@@ -269,7 +270,7 @@ def run_export(cfg: ExportConfig) -> dict[str, Any]:
         info = {
             "name": out.name,
             "output_dir": str(out),
-            "files": files + ["README.md", "export_results.json", "export_config.json"],
+            "files": files + ["README.md", RESULTS_FILE, "export_config.json"],
             "versions": {
                 "shears": shears.__version__,
                 "peft": peft.__version__,
@@ -322,7 +323,7 @@ def run_export(cfg: ExportConfig) -> dict[str, Any]:
             atomic_write_text(tmp / "merged" / "README.md", card)
         results = {k: v for k, v in info.items()}
         results["sub_adapter"] = {k: v for k, v in info["sub_adapter"].items() if k != "rank_table"}
-        atomic_write_json(tmp / "export_results.json", results)
+        atomic_write_json(tmp / RESULTS_FILE, results)
         atomic_write_json(tmp / "export_config.json", asdict(cfg))
     logger.info(
         "wrote %s in %.1f s: %.2fx fewer non-zero parameters than dense base + LoRA r_max",

@@ -34,11 +34,12 @@ def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def collect_rows(run: Path, variants: list[str]) -> list[dict[str, Any]]:
-    """One row per evaluated variant: accuracy, per-task metrics, parameter counts."""
+def collect_rows(evals: dict[str, Any], eval_file: str) -> list[dict[str, Any]]:
+    """One row per evaluated variant (``{name: EvalConfig}``): accuracy, per-task metrics,
+    parameter counts."""
     rows = []
-    for name in variants:
-        res = _read(run / "eval" / name / "eval_results.json")
+    for name, ec in evals.items():
+        res = _read(Path(ec.output_dir) / eval_file)
         if res is None:
             continue
         params = res.get("parameters", {})
@@ -99,12 +100,15 @@ def _fmt_pct(x: float | None) -> str:
 
 def write_report(cfg, plan, times: dict[str, float]) -> dict[str, Any]:
     """Gather the stage outputs of ``cfg.run_dir`` into report.json / report.md / accuracy.png."""
+    from shears.pipeline.run import result_files
+
     run = Path(cfg.run_dir)
-    rows = collect_rows(run, list(plan.evals))
-    prune_report = _read(run / "prune" / "prune_report.json") or {}
-    train_results = _read(run / "train" / "train_results.json") or {}
-    search_results = _read(run / "search" / "search_results.json") or {}
-    export_results = _read(run / "export" / "export_results.json") or {}
+    files = result_files()
+    rows = collect_rows(plan.evals, files["eval"])
+    prune_report = _read(Path(plan.prune.output_dir) / files["prune"]) or {}
+    train_results = _read(Path(plan.train.output_dir) / files["train"]) or {}
+    search_results = _read(Path(plan.search.output_dir) / files["search"]) or {}
+    export_results = _read(Path(plan.export.output_dir) / files["export"]) or {}
     if rows:
         plot_accuracy(rows, run / "accuracy.png")
     targets = prune_report.get("targets")

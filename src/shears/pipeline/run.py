@@ -38,6 +38,20 @@ class Plan:
     baseline_trains: dict[str, Any]  # variant name -> TrainConfig (fixed-rank LoRA)
 
 
+def result_files() -> dict[str, str]:
+    """The file each stage writes last: its presence marks the stage's output complete.
+
+    Taken from the stage modules themselves (imported here, not at start-up: they pull in
+    transformers' Trainer and friends)."""
+    from shears.evaluate.runner import RESULTS_FILE as EVAL
+    from shears.export.run import RESULTS_FILE as EXPORT
+    from shears.prune.api import REPORT_FILE as PRUNE
+    from shears.search.run import RESULTS as SEARCH
+    from shears.train.nls import RESULTS_FILE as TRAIN
+
+    return {"prune": PRUNE, "train": TRAIN, "search": SEARCH, "eval": EVAL, "export": EXPORT}
+
+
 def _with_seed(section: dict, seed: int, key: str = "seed") -> dict:
     return {key: seed, **section}
 
@@ -51,8 +65,10 @@ def build_plan(cfg: RunConfig) -> Plan:
     from shears.train.config import TrainConfig
 
     run = Path(cfg.run_dir)
+    files = result_files()
     pruned = str(run / "prune")
     adapter = str(run / "train")
+    search_results = str(run / "search" / files["search"])
 
     def build(cls, section: str, data: dict) -> Any:
         try:
@@ -96,7 +112,7 @@ def build_plan(cfg: RunConfig) -> Plan:
         add_eval("dense_base", cfg.model)
     add_eval("pruned_base", pruned)
     add_eval("shears_heuristic", pruned, adapter, "heuristic")
-    add_eval("shears_searched", pruned, adapter, str(run / "search" / "search_results.json"))
+    add_eval("shears_searched", pruned, adapter, search_results)
     baseline_trains: dict[str, Any] = {}
     if cfg.baselines:
         r_max = train.space.widths[0]
@@ -113,20 +129,25 @@ def build_plan(cfg: RunConfig) -> Plan:
             "adapter": adapter,
             "model": pruned,
             "output_dir": str(run / "export"),
-            "sub_adapter": str(run / "search" / "search_results.json"),
-            "eval_results": str(run / "eval" / "shears_searched" / "eval_results.json"),
+            "sub_adapter": search_results,
+            "eval_results": str(run / "eval" / "shears_searched" / files["eval"]),
         },
     )
     return Plan(prune, train, search, export, evals, baseline_trains)
 
 
+def _done(output_dir: str, stage: str) -> bool:
+    """Whether ``output_dir`` holds the complete output of ``stage``."""
+    return (Path(output_dir) / result_files()[stage]).is_file()
+
+
 def _preflight_data(plan: Plan) -> None:
-    """Load (and so check) the training data and the test data before any stage runs, so a
-    missing file or field is reported first, not after pruning."""
+    """Load (and so check) the training data (unless training is complete) and the test data
+    before any stage runs, so a missing file or field is reported first, not after pruning."""
     from shears.evaluate.runner import prepare_tasks
     from shears.train.data import load_train_examples
 
-    if not load_train_examples(plan.train):
+    if not _done(plan.train.output_dir, "train") and not load_train_examples(plan.train):
         raise ShearsError(f"task {plan.train.data!r} holds no training examples")
     first = next(iter(plan.evals.values()))
     prepare_tasks(first.task_specs(), first)
@@ -191,30 +212,15 @@ def run_pipeline(cfg: RunConfig, overwrite: bool = False) -> dict[str, Any]:
     _preflight_data(plan)
     run = _check_run_dir(cfg, overwrite)
     timer = _Timer(run / TIMES_FILE)
-    pruned_done = (Path(plan.prune.output_dir) / "prune_report.json").is_file()
+    pruned_done = _done(plan.prune.output_dir, "prune")
     if not pruned_done:
         preflight(plan.prune)
     timer.run("prune", pruned_done, lambda: run_prune(plan.prune))
-    timer.run(
-        "train", (run / "train" / "train_results.json").is_file(), lambda: run_train(plan.train)
-    )
-    timer.run(
-        "search",
-        (run / "search" / "search_results.json").is_file(),
-        lambda: run_search(plan.search),
-    )
+    timer.run("train", _done(plan.train.output_dir, "train"), lambda: run_train(plan.train))
+    timer.run("search", _done(plan.search.output_dir, "search"), lambda: run_search(plan.search))
     for name, tc in plan.baseline_trains.items():
-        timer.run(
-            f"train_{name}",
-            (Path(tc.output_dir) / "train_results.json").is_file(),
-            lambda tc=tc: run_train(tc),
-        )
+        timer.run(f"train_{name}", _done(tc.output_dir, "train"), lambda tc=tc: run_train(tc))
     for name, ec in plan.evals.items():
-        done = (Path(ec.output_dir) / "eval_results.json").is_file()
-        timer.run(f"eval_{name}", done, lambda ec=ec: run_eval(ec))
-    timer.run(
-        "export",
-        (run / "export" / "export_results.json").is_file(),
-        lambda: run_export(plan.export),
-    )
+        timer.run(f"eval_{name}", _done(ec.output_dir, "eval"), lambda ec=ec: run_eval(ec))
+    timer.run("export", _done(plan.export.output_dir, "export"), lambda: run_export(plan.export))
     return write_report(cfg, plan, timer.times)
