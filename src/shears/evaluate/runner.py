@@ -374,8 +374,9 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     validate_model_spec(cfg.model, cfg.gguf_file)
     # --- everything checkable without the model, before loading it
     sub_label, sub_config, space = None, None, None
-    if cfg.adapter:
-        if adapter_kind(cfg.adapter) == "super":
+    kind = adapter_kind(cfg.adapter) if cfg.adapter else None
+    if kind is not None:
+        if kind == "super":
             from shears.adapters.io import read_super_adapter_meta
 
             _, space = read_super_adapter_meta(cfg.adapter)
@@ -398,7 +399,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         100 * counts["sparsity"],
         style,
     )
-    if cfg.adapter and adapter_kind(cfg.adapter) == "super":
+    if kind == "super":
         # the sub-adapter is fixed from here on: fold it into the base weights (exact: the same
         # delta, masked when the adapter is mask-aware) so generation runs one matmul per layer
         from shears.adapters.elastic_lora import elastic_layers
@@ -410,7 +411,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     results = {
         "model": cfg.model,
         "adapter": cfg.adapter,
-        "adapter_kind": adapter_kind(cfg.adapter) if cfg.adapter else None,
+        "adapter_kind": kind,
         "sub_adapter": (
             {
                 "name": sub_label,
