@@ -92,3 +92,20 @@ def test_generation_choice_accuracy_counts_answer_words(tiny_tokenizer, monkeypa
     acc, recs = generation_choice_accuracy(None, tiny_tokenizer, ex)
     assert acc == pytest.approx(1 / 3)
     assert [r["extracted"] for r in recs] == ["answer2", "answer1", None]
+
+
+def test_answer_prefix_moves_the_scored_choice_behind_it(tiny_tokenizer):
+    tok = tiny_tokenizer
+    model = tiny_lm(tok)
+    plain = {"instruction": "Who?", "choices": ["wife", "son"], "label": 0}
+    prefixed = {**plain, "answer_prefix": "The answer is"}
+    ctx = format_prompt("Who?", "", "alpaca", tok)
+    want = [
+        s
+        for s, _ in loglikelihoods(
+            model, tok, [(ctx + "The answer is", " wife"), (ctx + "The answer is", " son")]
+        )
+    ]
+    got = choice_scores(model, tok, [prefixed], "alpaca")[0]
+    assert got == pytest.approx(want, abs=1e-5)
+    assert choice_scores(model, tok, [plain], "alpaca")[0] != pytest.approx(got, abs=1e-5)

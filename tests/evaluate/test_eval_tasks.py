@@ -147,3 +147,15 @@ def test_hf_source_with_local_dataset_folder(tmp_path, monkeypatch):
     assert [(r["instruction"], r["answer"]) for r in got] == [("2 + 2?", "4"), ("Big?", "1250")]
     with pytest.raises(ShearsError, match="could not load dataset"):
         load_task_data(parse_task(f"math:hf:{tmp_path / 'missing_ds'}"))
+
+
+def test_gym_mc_scores_choices_after_the_trained_answer_prefix():
+    pytest.importorskip("reasoning_gym")
+    from shears.data.tasks import ANSWER_PREFIX, load_reasoning_gym
+
+    rows = load_task_data(parse_task("mc:gym:family_relationships"), limit=6)
+    train = load_reasoning_gym("family_relationships", "train", 3)
+    # training targets read "The answer is <word>.", so the choices are scored after that prefix
+    assert all(r["output"].startswith(ANSWER_PREFIX + " ") for r in train)
+    assert all(r["answer_prefix"] == ANSWER_PREFIX for r in rows)
+    assert all(len(r["choices"]) == 4 and 0 <= r["label"] < 4 for r in rows)

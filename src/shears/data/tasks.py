@@ -112,11 +112,15 @@ def load_hf_records(
 # ---------------------------------------------------------------------------- reasoning-gym
 
 
+# Training target of reasoning-gym items without a worked solution: f"{ANSWER_PREFIX} {answer}."
+ANSWER_PREFIX = "The answer is"
+
+
 def _gsm_answer_text(entry: dict) -> str:
     cot = entry.get("metadata", {}).get("answer_cot")
     if cot:
         return cot.strip()
-    return f"The answer is {entry['answer']}."
+    return f"{ANSWER_PREFIX} {entry['answer']}."
 
 
 def parse_generator(spec: str) -> tuple[str, dict[str, Any]]:

@@ -103,11 +103,16 @@ def choice_scores(
     progress: bool = False,
 ) -> list[list[float]]:
     """Log-likelihood of every choice of every example (``instruction``, optional ``input``,
-    ``choices``: list of strings), given the shared prompt of the question."""
+    ``choices``: list of strings), given the shared prompt of the question.
+
+    An ``answer_prefix`` in an example (e.g. ``"The answer is"``) is appended to the prompt and
+    each choice is scored as `` <choice>`` after it, where a model tuned on such targets puts it.
+    """
     requests: list[tuple[str, str]] = []
     for e in examples:
         ctx = format_prompt(e["instruction"], e.get("input", ""), style, tokenizer)
-        requests.extend((ctx, c) for c in e["choices"])
+        prefix = e.get("answer_prefix") or ""
+        requests.extend((ctx + prefix, f" {c}" if prefix else c) for c in e["choices"])
     flat = loglikelihoods(model, tokenizer, requests, style, batch_size, progress)
     scores, k = [], 0
     for e in examples:

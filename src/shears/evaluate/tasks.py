@@ -210,11 +210,15 @@ def _load_gym(spec: TaskSpec, size: int) -> list[dict]:
         raise ShearsError(
             "reasoning-gym tasks need the package reasoning-gym (pip install 'shears-nls[data]')"
         ) from exc
-    from shears.data.tasks import load_reasoning_gym
+    from shears.data.tasks import ANSWER_PREFIX, load_reasoning_gym
 
     rows = load_reasoning_gym(spec.path, spec.split, size, seed=spec.seed)
     if spec.kind in ("mc", "mc_gen"):
         rows = make_choices(rows, spec.num_choices, spec.seed)
+    if spec.kind == "mc" and all(r["output"].startswith(ANSWER_PREFIX + " ") for r in rows):
+        # a model tuned on this generator answers "The answer is X.": score each choice after
+        # that prefix, where the tuned model puts it (not as the first token of the response)
+        rows = [{**r, "answer_prefix": ANSWER_PREFIX} for r in rows]
     return rows
 
 
@@ -283,6 +287,8 @@ def _check_mc(r: dict, i: int, where: str) -> dict:
             f"{where}: record {i} label {label} is outside its {len(choices)} choices"
         )
     out.update(choices=choices, label=label)
+    if r.get("answer_prefix"):
+        out["answer_prefix"] = str(r["answer_prefix"])
     return out
 
 
