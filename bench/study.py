@@ -1,0 +1,551 @@
+"""The Shears ablation (paper Table: LoRA on the sparse model < NLS heuristic < RNSGA-II <
+hill-climbing, against dense LoRA) on a real model, over sparsities, seeds and two tasks.
+
+For every task, sparsity and seed, with the same data, training budget and search budget:
+
+- ``dense_base`` / ``sparse_base``: the untuned dense and Wanda-pruned models;
+- ``lora_dense`` / ``lora_sparse``: LoRA at fixed rank r_max on the dense / pruned model;
+- ``shears_heuristic``: NLS super-adapter on the pruned model, heuristic (middle-rank) sub-adapter;
+- ``shears_hill_climbing`` / ``shears_evolutionary``: the same super-adapter, sub-adapter found by
+  hill-climbing / evolutionary search on the validation answer loss (never the test split).
+
+Pruning does not depend on the training seed: each sparsity is pruned once (calibration seed 0)
+and shared by seeds and tasks, like the paper. Data seeds are fixed too, so seeds vary only
+the adapter initialisation, data order and search.
+
+Work is split into independent units run by ``--jobs`` worker processes of ``--threads`` torch
+threads each (2 x 1 beats 1 x 2 on 2 cores). Every unit skips what is already complete, so a
+killed study resumes where it stopped. Outputs:
+
+- ``<out>/study_results.json``: per task / sparsity / variant the per-seed accuracies, mean,
+  standard error, non-zero parameters; the settings; the compute spent per unit;
+- ``<out>/study_table.md`` and ``<out>/study_<task>.png``.
+
+    .venv/bin/python bench/study.py --out runs/study                 # CPU size (2 cores: ~1.5 h)
+    .venv/bin/python bench/study.py --scale paper --model huggyllama/llama-7b --out runs/study-7b
+    .venv/bin/python bench/study.py --out runs/study --report-only   # re-aggregate
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("shears.study")
+
+# Budgets per scale. "cpu" fits ~1.5 hours of 2 CPU cores for 2 tasks x 2 sparsities x 3 seeds;
+# "paper" is the paper's LLaMA-7B math setting (3 epochs, 128 x 2048 C4 calibration, full search),
+# for one GPU.
+SCALES: dict[str, dict[str, Any]] = {
+    "cpu": {
+        "model": "smollm2-135m",
+        "tasks": {
+            "math": {
+                "train": "gym:chain_sum?min_terms=2&max_terms=2&max_digits=2",
+                "test": "math:gym:chain_sum?min_terms=2&max_terms=2&max_digits=2",
+            },
+            "mc": {"train": "gym:family_relationships", "test": "mc:gym:family_relationships"},
+        },
+        "prune": {"nsamples": 32, "seqlen": 256},
+        "train": {
+            "train_size": 512,
+            "max_steps": 50,
+            "batch_size": 8,
+            "lr": 3e-4,
+            "warmup": 0.1,
+            "cutoff_len": 128,
+            "save_steps": 25,
+        },
+        "search": {"budget": 20, "max_turns": 3, "val_size": 32, "population": 6},
+        "eval": {"limit": 200, "max_new_tokens": 16, "batch_size": 32},
+    },
+    "paper": {
+        "model": "huggyllama/llama-7b",
+        "tasks": {
+            "math": {"train": "gym:gsm_symbolic", "test": "math:gym:gsm_symbolic"},
+            "mc": {"train": "gym:family_relationships", "test": "mc:gym:family_relationships"},
+        },
+        "prune": {
+            "nsamples": 128,
+            "seqlen": 2048,
+            "calibration": "allenai/c4",
+            "dataset_config": "en",
+            "dataset_split": "validation",
+        },
+        "train": {
+            "train_size": 10000,
+            "epochs": 3,
+            "batch_size": 4,
+            "grad_accum": 4,
+            "lr": 3e-4,
+            "warmup": 100,
+            "cutoff_len": 256,
+            "save_steps": 200,
+            "train_on_inputs": True,
+        },
+        "search": {"budget": 400, "max_turns": 20, "val_size": 256, "population": 20},
+        "eval": {"limit": 1000, "max_new_tokens": 256, "batch_size": 32},
+    },
+}
+
+SPARSE_VARIANTS = (
+    "lora_sparse",
+    "shears_heuristic",
+    "shears_hill_climbing",
+    "shears_evolutionary",
+)
+VARIANTS = ("dense_base", "lora_dense", "sparse_base", *SPARSE_VARIANTS)
+LABELS = {
+    "dense_base": "dense base (untuned)",
+    "lora_dense": "dense + LoRA (r_max)",
+    "sparse_base": "sparse base (untuned)",
+    "lora_sparse": "sparse + LoRA (r_max)",
+    "shears_heuristic": "Shears, heuristic",
+    "shears_hill_climbing": "Shears, hill-climbing",
+    "shears_evolutionary": "Shears, evolutionary",
+}
+SEARCHES = {"shears_hill_climbing": "hill-climbing", "shears_evolutionary": "evolutionary"}
+
+
+@dataclass(frozen=True)
+class Study:
+    """Where everything of one study lives, and its settings."""
+
+    out: Path
+    scale: dict[str, Any]
+    model: str
+    device: str
+
+    def pruned(self, sp: float) -> Path:
+        return self.out / "prune" / f"s{round(sp * 100)}"
+
+    def cell(self, task: str, sp: float | None, seed: int | None) -> Path:
+        p = self.out / task / ("dense" if sp is None else f"s{round(sp * 100)}")
+        return p if seed is None else p / f"seed{seed}"
+
+
+# ---------------------------------------------------------------------------- units of work
+
+
+def _done(path: Path, fname: str) -> bool:
+    return (path / fname).is_file()
+
+
+def _prune(st: Study, sp: float) -> None:
+    from shears.prune.api import REPORT_FILE, run_prune
+    from shears.prune.config import PruneConfig
+
+    out = st.pruned(sp)
+    if _done(out, REPORT_FILE):
+        return
+    cfg = PruneConfig(
+        model=st.model,
+        output_dir=str(out),
+        method="wanda",
+        sparsity=sp,
+        seed=0,
+        device=st.device,
+        **st.scale["prune"],
+    )
+    run_prune(cfg, overwrite=True, progress=False)
+
+
+def _train(st: Study, task: str, model: str, out: Path, seed: int, fixed: bool) -> None:
+    from shears.adapters.search_space import SpaceConfig
+    from shears.train import TrainConfig, run_train
+    from shears.train.nls import RESULTS_FILE
+
+    if _done(out, RESULTS_FILE):
+        return
+    space = SpaceConfig(**st.scale.get("space", {}))  # default: the paper's space
+    if fixed:  # plain LoRA at the super-adapter's largest rank
+        space = SpaceConfig(**{**st.scale.get("space", {}), "widths": [space.widths[0]]})
+    cfg = TrainConfig(
+        model=model,
+        output_dir=str(out),
+        data=st.scale["tasks"][task]["train"],
+        seed=seed,
+        space=space,
+        resume=True,
+        device=st.device,
+        **st.scale["train"],
+    )
+    run_train(cfg)
+
+
+def _search(st: Study, adapter: Path, model: Path, out: Path, algo: str, seed: int) -> None:
+    from shears.search.config import SearchConfig
+    from shears.search.run import RESULTS, run_search
+
+    if _done(out, RESULTS):
+        return
+    s = dict(st.scale["search"])
+    population = s.pop("population")
+    extra = {"population": population} if algo == "evolutionary" else {}
+    cfg = SearchConfig(
+        adapter=str(adapter),
+        model=str(model),
+        output_dir=str(out),
+        algorithm=algo,
+        objective="loss",
+        seed=seed,
+        resume=True,
+        device=st.device,
+        **s,
+        **extra,
+    )
+    run_search(cfg)
+
+
+def _eval(
+    st: Study, task: str, model: str, out: Path, adapter: Path | None = None, sub: str = "max"
+) -> None:
+    from shears.evaluate.runner import RESULTS_FILE, EvalConfig, run_eval
+
+    if _done(out, RESULTS_FILE):
+        return
+    cfg = EvalConfig(
+        model=model,
+        adapter=str(adapter) if adapter else None,
+        sub_adapter=sub,
+        tasks=[st.scale["tasks"][task]["test"]],
+        output_dir=str(out),
+        overwrite=True,
+        prompt_style="alpaca",
+        progress=False,
+        device=st.device,
+        **st.scale["eval"],
+    )
+    run_eval(cfg)
+
+
+def unit_dense_base(st: Study, task: str) -> None:
+    _eval(st, task, st.model, st.cell(task, None, None) / "eval" / "dense_base")
+
+
+def unit_sparse_base(st: Study, task: str, sp: float) -> None:
+    _eval(st, task, str(st.pruned(sp)), st.cell(task, sp, None) / "eval" / "sparse_base")
+
+
+def unit_dense_lora(st: Study, task: str, seed: int) -> None:
+    cell = st.cell(task, None, seed)
+    _train(st, task, st.model, cell / "lora_dense", seed, fixed=True)
+    _eval(st, task, st.model, cell / "eval" / "lora_dense", cell / "lora_dense", "max")
+
+
+def unit_sparse_cell(st: Study, task: str, sp: float, seed: int) -> None:
+    """NLS + both searches + LoRA on the pruned model, and their four evaluations."""
+    from shears.search.run import RESULTS
+
+    cell, pruned = st.cell(task, sp, seed), st.pruned(sp)
+    _train(st, task, str(pruned), cell / "nls", seed, fixed=False)
+    _eval(st, task, str(pruned), cell / "eval" / "shears_heuristic", cell / "nls", "heuristic")
+    for variant, algo in SEARCHES.items():
+        sdir = cell / f"search_{variant.removeprefix('shears_')}"
+        _search(st, cell / "nls", pruned, sdir, algo, seed)
+        _eval(st, task, str(pruned), cell / "eval" / variant, cell / "nls", str(sdir / RESULTS))
+    _train(st, task, str(pruned), cell / "lora_sparse", seed, fixed=True)
+    _eval(st, task, str(pruned), cell / "eval" / "lora_sparse", cell / "lora_sparse", "max")
+
+
+UNITS = {
+    "prune": _prune,
+    "dense_base": unit_dense_base,
+    "sparse_base": unit_sparse_base,
+    "dense_lora": unit_dense_lora,
+    "sparse_cell": unit_sparse_cell,
+}
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(process)d %(name)s: %(message)s", force=True
+    )
+    for noisy in ("transformers", "datasets", "httpx", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _run_unit(st: Study, kind: str, args: tuple) -> tuple[str, tuple, float]:
+    t0 = time.perf_counter()
+    UNITS[kind](st, *args)
+    return kind, args, time.perf_counter() - t0
+
+
+def _unit_name(kind: str, args: tuple) -> str:
+    return "/".join([kind, *map(str, args)])
+
+
+def run_units(st: Study, units: list[tuple[str, tuple]], jobs: int, threads: int) -> None:
+    """Run ``units`` on ``jobs`` worker processes; record wall seconds per unit in unit_times."""
+    from tqdm.auto import tqdm
+
+    from shears.utils import atomic_write_json
+
+    times_path = st.out / "unit_times.json"
+    times = json.loads(times_path.read_text()) if times_path.is_file() else {}
+    bar = tqdm(total=len(units), desc="study units", unit="unit")
+
+    def record(kind: str, args: tuple, secs: float) -> None:
+        name = _unit_name(kind, args)
+        if secs > 1.0 or name not in times:  # a skipped (complete) unit keeps its first time
+            times[name] = {"wall_s": round(secs, 1), "threads": threads}
+        atomic_write_json(times_path, times)
+        bar.update(1)
+        logger.info("unit %s done in %.0f s", name, secs)
+
+    if jobs == 1:
+        _worker_init(threads)
+        for kind, args in units:
+            record(*_run_unit(st, kind, args))
+    else:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(jobs, ctx, _worker_init, (threads,)) as pool:
+            futures = [pool.submit(_run_unit, st, kind, args) for kind, args in units]
+            for fut in as_completed(futures):
+                record(*fut.result())
+    bar.close()
+
+
+# ---------------------------------------------------------------------------- aggregation
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    n = len(values)
+    mean = sum(values) / n if n else None
+    if n > 1:
+        var = sum((v - mean) ** 2 for v in values) / (n - 1)
+        stderr = math.sqrt(var / n)
+    else:
+        stderr = None
+    return {"mean": mean, "stderr": stderr, "n": n, "values": values}
+
+
+def _search_summary(res: dict | None) -> dict[str, Any] | None:
+    """Validation loss of the start (first evaluated: the heuristic for hill-climbing) and best."""
+    if res is None:
+        return None
+    history = res.get("history") or [{}]
+    return {
+        "start_loss": history[0].get("score"),
+        "best_loss": (res.get("best") or {}).get("score"),
+        "best_config": (res.get("best") or {}).get("config"),
+        "evaluations": res.get("evaluations"),
+        "time_s": res.get("time_s"),
+    }
+
+
+def collect(st: Study, tasks: list[str], sparsities: list[float], seeds: list[int]) -> dict:
+    """Per task, sparsity and variant: per-seed accuracy, mean +- stderr, non-zero parameters."""
+    from shears.evaluate.runner import RESULTS_FILE as EVAL
+    from shears.search.run import RESULTS as SEARCH
+    from shears.train.nls import RESULTS_FILE as TRAIN
+
+    def eval_dir(task: str, sp: float | None, seed: int | None, variant: str) -> Path:
+        base = st.cell(task, sp, None if variant in ("dense_base", "sparse_base") else seed)
+        return base / "eval" / variant
+
+    table: dict[str, Any] = {}
+    for task in tasks:
+        table[task] = {}
+        for sp in sparsities:
+            rows = {}
+            for variant in VARIANTS:
+                dense = variant in ("dense_base", "lora_dense")
+                accs, nonzero, per_seed = [], [], {}
+                for seed in seeds if variant not in ("dense_base", "sparse_base") else [None]:
+                    res = _read(eval_dir(task, None if dense else sp, seed, variant) / EVAL)
+                    if res is None or res.get("mean_accuracy") is None:
+                        continue
+                    accs.append(res["mean_accuracy"])
+                    nonzero.append(res["parameters"]["nonzero_parameters"])
+                    per_seed[str(seed)] = {
+                        "accuracy": res["mean_accuracy"],
+                        "sub_adapter": (res.get("sub_adapter") or {}).get("config"),
+                    }
+                rows[variant] = {
+                    "label": LABELS[variant],
+                    "accuracy": _stats(accs),
+                    "nonzero_parameters": nonzero[0] if nonzero else None,
+                    "per_seed": per_seed,
+                }
+            extras = {}
+            for seed in seeds:
+                cell = st.cell(task, sp, seed)
+                train = {k: _read(cell / k / TRAIN) for k in ("nls", "lora_sparse")}
+                searches = {
+                    v: _read(cell / f"search_{v.removeprefix('shears_')}" / SEARCH)
+                    for v in SEARCHES
+                }
+                extras[str(seed)] = {
+                    "final_train_loss": {
+                        k: (t or {}).get("train_loss") or (t or {}).get("final_loss")
+                        for k, t in train.items()
+                    },
+                    "search": {v: _search_summary(s) for v, s in searches.items()},
+                }
+            table[task][f"{round(sp * 100)}"] = {"variants": rows, "per_seed_runs": extras}
+    return table
+
+
+def render_table(results: dict, tasks: list[str], sparsities: list[float]) -> str:
+    """Markdown: one table per task, variants x sparsities, accuracy mean +- stderr (n seeds)."""
+    lines = []
+    for task in tasks:
+        spec = results["settings"]["scale"]["tasks"][task]
+        lines += [f"### {task}: `{spec['test']}`", ""]
+        head = "| variant | " + " | ".join(f"{round(s * 100)} % sparsity" for s in sparsities)
+        lines += [head + " |", "|---|" + "---|" * len(sparsities)]
+        for variant in VARIANTS:
+            cells = []
+            for sp in sparsities:
+                row = results["table"][task][f"{round(sp * 100)}"]["variants"][variant]
+                a = row["accuracy"]
+                if a["mean"] is None:
+                    cells.append("n/a")
+                elif a["stderr"] is None:
+                    cells.append(f"{100 * a['mean']:.1f} (n={a['n']})")
+                else:
+                    cells.append(f"{100 * a['mean']:.1f} ± {100 * a['stderr']:.1f} (n={a['n']})")
+            lines.append(f"| {LABELS[variant]} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(results: dict, tasks: list[str], sparsities: list[float], out: Path) -> list[str]:
+    """One PNG per task: grouped bars (variants) per sparsity, error bars = stderr over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    colors = plt.get_cmap("tab10").colors
+    for task in tasks:
+        fig, ax = plt.subplots(figsize=(8, 4))
+        width = 0.8 / len(VARIANTS)
+        for j, variant in enumerate(VARIANTS):
+            means, errs = [], []
+            for sp in sparsities:
+                a = results["table"][task][f"{round(sp * 100)}"]["variants"][variant]["accuracy"]
+                means.append(100 * (a["mean"] or 0.0))
+                errs.append(100 * (a["stderr"] or 0.0))
+            xs = [i + (j - (len(VARIANTS) - 1) / 2) * width for i in range(len(sparsities))]
+            ax.bar(xs, means, width, yerr=errs, capsize=2, label=LABELS[variant], color=colors[j])
+        ax.set_xticks(range(len(sparsities)), [f"{round(s * 100)} % sparsity" for s in sparsities])
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{task}: {results['settings']['scale']['tasks'][task]['test']}", fontsize=9)
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        path = out / f"study_{task}.png"
+        tmp = path.with_name(f".{path.name}.tmp.png")
+        fig.savefig(tmp, dpi=120)
+        plt.close(fig)
+        tmp.replace(path)
+        files.append(str(path))
+    return files
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--out", default="runs/study", help="study folder (resumed when it exists)")
+    p.add_argument("--scale", choices=sorted(SCALES), default="cpu", help="budgets (see SCALES)")
+    p.add_argument("--model", default=None, help="base model (default: the scale's)")
+    p.add_argument(
+        "--tasks", nargs="+", default=["math", "mc"], help="tasks of the scale to run: math, mc"
+    )
+    p.add_argument("--sparsities", nargs="+", type=float, default=[0.4, 0.5], help="in (0, 1)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
+    p.add_argument("--jobs", type=int, default=2, help="worker processes")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--report-only", action="store_true", help="only aggregate what exists")
+    args = p.parse_args(argv)
+    bad = [t for t in args.tasks if t not in SCALES[args.scale]["tasks"]]
+    if bad:
+        p.error(f"unknown task {bad[0]!r}; allowed: {', '.join(SCALES[args.scale]['tasks'])}")
+    bad_sp = [s for s in args.sparsities if not 0.0 < s < 1.0]
+    if bad_sp:
+        p.error(f"--sparsities must lie in (0, 1), got {bad_sp[0]}")
+    if args.jobs < 1 or args.threads < 1:
+        p.error(f"--jobs and --threads must be >= 1, got {args.jobs} and {args.threads}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    scale = SCALES[args.scale]
+    st = Study(out, scale, args.model or scale["model"], args.device)
+    settings = {
+        "scale_name": args.scale,
+        "scale": scale,
+        "model": st.model,
+        "tasks": args.tasks,
+        "sparsities": args.sparsities,
+        "seeds": args.seeds,
+        "jobs": args.jobs,
+        "threads": args.threads,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+    from shears.utils import atomic_write_json, atomic_write_text
+
+    saved = out / "study_config.json"
+    if saved.is_file() and not args.report_only:
+        old = json.loads(saved.read_text())
+        if old["scale"] != json.loads(json.dumps(scale)) or old["model"] != st.model:
+            raise SystemExit(f"{saved} holds another study (scale/model differ); use another --out")
+    if not args.report_only:
+        atomic_write_json(saved, settings)
+        t0 = time.perf_counter()
+        first = [("prune", (sp,)) for sp in args.sparsities]
+        first += [("dense_base", (t,)) for t in args.tasks]
+        run_units(st, first, args.jobs, args.threads)
+        rest = [("sparse_base", (t, sp)) for t in args.tasks for sp in args.sparsities]
+        for seed in args.seeds:  # seed by seed: an interrupted study has whole seeds
+            rest += [("sparse_cell", (t, sp, seed)) for t in args.tasks for sp in args.sparsities]
+            rest += [("dense_lora", (t, seed)) for t in args.tasks]
+        run_units(st, rest, args.jobs, args.threads)
+        logger.info("study done in %.0f s wall", time.perf_counter() - t0)
+    times = _read(out / "unit_times.json") or {}
+    results = {
+        "settings": settings,
+        "table": collect(st, args.tasks, args.sparsities, args.seeds),
+        "compute": {
+            "unit_wall_s": times,
+            "total_core_s": round(sum(v["wall_s"] * v["threads"] for v in times.values()), 1),
+        },
+    }
+    atomic_write_json(out / "study_results.json", results)
+    atomic_write_text(out / "study_table.md", render_table(results, args.tasks, args.sparsities))
+    results["plots"] = plot(results, args.tasks, args.sparsities, out)
+    atomic_write_json(out / "study_results.json", results)
+    print(render_table(results, args.tasks, args.sparsities))
+    return results
+
+
+if __name__ == "__main__":
+    main()
