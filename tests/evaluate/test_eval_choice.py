@@ -109,3 +109,36 @@ def test_answer_prefix_moves_the_scored_choice_behind_it(tiny_tokenizer):
     got = choice_scores(model, tok, [prefixed], "alpaca")[0]
     assert got == pytest.approx(want, abs=1e-5)
     assert choice_scores(model, tok, [plain], "alpaca")[0] != pytest.approx(got, abs=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3", "opt", "gpt_neox", "gpt2"])
+def test_shared_context_scores_equal_whole_sequence_scores(tiny_tokenizer, arch):
+    """Running each context once and scoring its choices from the KV cache gives the sums of
+    scoring context + choice whole, for one- and many-token choices and ragged contexts."""
+    tok = tiny_tokenizer
+    model = tiny_lm(tok, arch)
+    contexts = ["Question: which?", "A much longer question, padded less: which one is it?", "Q"]
+    choices = ["a", "bcd efg", " x", "longer choice here"]
+    requests = [(c, ch) for c in contexts for ch in choices] + [("solo context", "z")]
+    whole = loglikelihoods(model, tok, requests, batch_size=3, share_context=False)
+    shared = loglikelihoods(model, tok, requests, batch_size=2, share_context=True)
+    for (s1, g1), (s2, g2) in zip(whole, shared, strict=True):
+        assert s2 == pytest.approx(s1, abs=1e-4)
+        assert g1 == g2
+    assert len({round(s, 3) for s, _ in whole}) > len(requests) // 2  # not all the same
+
+
+def test_shared_context_runs_each_context_once(tiny_tokenizer):
+    tok = tiny_tokenizer
+    model = tiny_lm(tok)
+    calls: list[tuple[int, int]] = []
+    model.register_forward_pre_hook(
+        lambda m, a, kw: calls.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
+    examples = [
+        {"instruction": f"Question {i}", "choices": ["a", "b", "c", "d"], "label": 0}
+        for i in range(5)
+    ]
+    choice_scores(model, tok, examples, "alpaca", batch_size=8)
+    # one-token choices: one forward over the 5 contexts, no second pass
+    assert len(calls) == 1 and calls[0][0] == 5

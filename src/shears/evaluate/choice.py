@@ -11,6 +11,8 @@ ASCII choices ``acc_norm == acc_bytes``.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,6 +32,120 @@ def _max_length(model: nn.Module) -> int | None:
     return None
 
 
+def _accepts(model: nn.Module, name: str) -> bool:
+    """Whether the (unwrapped) model's forward takes keyword ``name``."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return name in inspect.signature(base.forward).parameters
+
+
+def _cache_keyword(model: nn.Module) -> str | None:
+    """The forward keyword of the KV cache: ``cache`` (transformers >= 5.2x), else the older
+    ``past_key_values``; None when the model takes neither."""
+    for name in ("cache", "past_key_values"):
+        if _accepts(model, name):
+            return name
+    return None
+
+
+def _pad_left(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ``(ids, mask)``, each (batch, max_len)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, seq in enumerate(seqs):
+        ids[row, width - len(seq) :] = torch.tensor(seq)
+        mask[row, width - len(seq) :] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def _shared_context_batch(
+    model: nn.Module, contexts: list[list[int]], conts: list[list[list[int]]], pad: int
+) -> list[list[tuple[float, bool]]]:
+    """Score every continuation of every context, running each context once.
+
+    Pass 1 runs the left-padded contexts with a KV cache (logits at the last position only: they
+    score the first continuation token). Pass 2, needed only when a continuation is longer than
+    one token, runs all continuations but their last token against the cache rows of their
+    context (explicit position ids continue each context). Same sums as scoring
+    ``context + continuation`` whole, at about 1/len(choices) of the cost for short choices.
+    """
+    device = model_device(model)
+    ids, mask = _pad_left(contexts, pad)  # (B, W)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    keep = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
+    out = model(
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
+        position_ids=pos.to(device),
+        use_cache=True,
+        **keep,
+    )
+    first = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, vocab)
+    rows = [b for b, cs in enumerate(conts) for _ in cs]
+    flat = [c for cs in conts for c in cs]
+    idx = torch.tensor(rows, device=first.device)
+    head = torch.tensor([c[0] for c in flat], device=first.device)
+    total = first[idx, head]  # (N,)
+    greedy = first[idx].argmax(-1) == head  # (N,)
+    longest = max(len(c) for c in flat)
+    if longest > 1:
+        cache_kw = _cache_keyword(model)
+        cache = getattr(out, cache_kw)
+        cache.batch_select_indices(idx.to(device))
+        n, width = len(flat), longest - 1
+        cin = torch.full((n, width), pad, dtype=torch.long)
+        cmask = torch.zeros_like(cin)
+        for i, c in enumerate(flat):
+            cin[i, : len(c) - 1] = torch.tensor(c[:-1])
+            cmask[i, : len(c) - 1] = 1
+        ctx_len = mask.sum(-1)[idx.cpu()]  # (N,)
+        cpos = ctx_len[:, None] + torch.arange(width)[None]  # (N, width)
+        out2 = model(
+            input_ids=cin.to(device),
+            attention_mask=torch.cat([mask[idx.cpu()], cmask], 1).to(device),
+            position_ids=cpos.to(device),
+            use_cache=True,
+            **{cache_kw: cache},
+        )
+        logp = F.log_softmax(out2.logits.float(), dim=-1)  # (N, width, vocab)
+        for i, c in enumerate(flat):
+            if len(c) > 1:
+                target = torch.tensor(c[1:], device=logp.device)
+                lp = logp[i, : len(c) - 1]  # (len - 1, vocab)
+                total[i] = total[i] + lp.gather(-1, target[:, None]).sum()
+                greedy[i] = greedy[i] & bool((lp.argmax(-1) == target).all())
+    res, k = [], 0
+    for cs in conts:
+        res.append([(float(total[k + j]), bool(greedy[k + j])) for j in range(len(cs))])
+        k += len(cs)
+    return res
+
+
+@torch.no_grad()
+def _whole_sequence_batch(
+    model: nn.Module, seqs: list[tuple[list[int], int]], pad: int
+) -> list[tuple[float, bool]]:
+    """Score ``(ids, n_continuation)`` pairs by running each whole sequence (right-padded)."""
+    device = model_device(model)
+    width = max(len(s) for s, _ in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)  # (batch, seq)
+    mask = torch.zeros_like(ids)
+    for row, (seq, _) in enumerate(seqs):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+    logp = F.log_softmax(logits.float(), dim=-1)  # (batch, seq, vocab)
+    out = []
+    for row, (seq, n_cont) in enumerate(seqs):
+        n = len(seq)
+        lp = logp[row, n - n_cont - 1 : n - 1]  # logits at t predict token t + 1: (n_cont, vocab)
+        target = torch.tensor(seq[n - n_cont :], device=lp.device)  # (n_cont,)
+        total = lp.gather(-1, target[:, None]).sum().item()
+        out.append((total, bool((lp.argmax(-1) == target).all().item())))
+    return out
+
+
 @torch.no_grad()
 def loglikelihoods(
     model: nn.Module,
@@ -38,56 +154,63 @@ def loglikelihoods(
     style: str = "alpaca",
     batch_size: int = 16,
     progress: bool = False,
+    share_context: bool = True,
 ) -> list[tuple[float, bool]]:
     """``(sum log p(continuation | context), is_greedy)`` for each ``(context, continuation)``.
 
     The context is tokenised with special tokens (BOS) unless ``style == "chat"`` (the chat
-    template holds them); the continuation without. Over-long inputs lose context tokens from the
-    left. Requests are sorted by length to batch with little padding; results in input order.
+    template holds them); the continuation without. With ``share_context`` the requests that
+    share a context (the choices of one question) run that context once and score every
+    continuation from its KV cache (``batch_size`` contexts per forward); otherwise, and for
+    requests longer than the model's positions (they lose context tokens from the left), every
+    sequence runs whole (``batch_size`` sequences per forward). Results in input order.
     """
-    device = model_device(model)
     special = style != "chat"
     max_len = _max_length(model)
-    encoded: list[tuple[list[int], int]] = []  # (ids, n_continuation)
-    ctx_cache: dict[str, list[int]] = {}
-    for ctx, cont in requests:
-        if ctx not in ctx_cache:
-            ctx_cache[ctx] = tokenizer(ctx, add_special_tokens=special)["input_ids"]
+    share_context = (
+        share_context and _cache_keyword(model) is not None and _accepts(model, "position_ids")
+    )
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ctx_ids: dict[str, list[int]] = {}
+    groups: dict[str, list[tuple[int, list[int]]]] = {}  # context -> [(request index, cont ids)]
+    whole: list[tuple[int, list[int], int]] = []  # (request index, ids, n_continuation)
+    for i, (ctx, cont) in enumerate(requests):
+        if ctx not in ctx_ids:
+            ctx_ids[ctx] = tokenizer(ctx, add_special_tokens=special)["input_ids"]
         cont_ids = tokenizer(cont, add_special_tokens=False)["input_ids"]
         if not cont_ids:
             raise ValueError(f"continuation {cont!r} encodes to no tokens")
-        ids = ctx_cache[ctx] + cont_ids
-        if max_len is not None and len(ids) > max_len:
-            ids = ids[-max_len:]
-        encoded.append((ids, len(cont_ids)))
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    out: list[tuple[float, bool]] = [(0.0, False)] * len(encoded)
+        ids = ctx_ids[ctx] + cont_ids
+        fits = max_len is None or len(ids) <= max_len
+        if share_context and fits and ctx_ids[ctx]:
+            groups.setdefault(ctx, []).append((i, cont_ids))
+        else:
+            whole.append((i, ids if fits else ids[-max_len:], len(cont_ids)))
+    out: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
     was_training = model.training
     model.eval()
-    bar = tqdm(total=len(encoded), desc="loglikelihood", disable=not progress, leave=False)
+    bar = tqdm(total=len(requests), desc="loglikelihood", disable=not progress, leave=False)
     try:
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            width = max(len(encoded[i][0]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)  # (batch, seq)
-            mask = torch.zeros_like(ids)
-            for row, i in enumerate(idx):
-                seq = encoded[i][0]
-                ids[row, : len(seq)] = torch.tensor(seq)
-                mask[row, : len(seq)] = 1
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            logp = F.log_softmax(logits.float(), dim=-1)  # (batch, seq, vocab)
-            for row, i in enumerate(idx):
-                seq, n_cont = encoded[i]
-                n = len(seq)
-                # logits at position t predict token t + 1
-                lp = logp[row, n - n_cont - 1 : n - 1]  # (n_cont, vocab)
-                target = torch.tensor(seq[n - n_cont :], device=lp.device)  # (n_cont,)
-                total = lp.gather(-1, target[:, None]).sum().item()
-                greedy = bool((lp.argmax(-1) == target).all().item())
-                out[i] = (total, greedy)
-            bar.update(len(idx))
+        ctxs = sorted(groups, key=lambda c: -len(ctx_ids[c]))  # similar lengths: little padding
+        for start in range(0, len(ctxs), batch_size):
+            batch = ctxs[start : start + batch_size]
+            scores = _shared_context_batch(
+                model,
+                [ctx_ids[c] for c in batch],
+                [[cont for _, cont in groups[c]] for c in batch],
+                pad,
+            )
+            for c, sc in zip(batch, scores, strict=True):
+                for (i, _), s in zip(groups[c], sc, strict=True):
+                    out[i] = s
+                bar.update(len(sc))
+        whole.sort(key=lambda w: -len(w[1]))
+        for start in range(0, len(whole), batch_size):
+            batch = whole[start : start + batch_size]
+            scores = _whole_sequence_batch(model, [(ids, n) for _, ids, n in batch], pad)
+            for (i, _, _), s in zip(batch, scores, strict=True):
+                out[i] = s
+            bar.update(len(batch))
     finally:
         bar.close()
         model.train(was_training)
