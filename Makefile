@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-pins.txt Makefile | sha1sum | cut -c1-12)
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench study clean
 
 $(STAMP): pyproject.toml requirements-pins.txt Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: install
 	$(BIN)/python bench/train_step.py
 	$(BIN)/python bench/eval.py
 	$(BIN)/python bench/search.py
+
+# the paper's ablation on SmolLM2 (2 tasks x 40/50 % x 3 seeds; ~1.7 h on 2 CPU cores); docs/results.md
+study: install
+	$(BIN)/python bench/study.py --out runs/study
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -224,6 +224,7 @@ def choice_scores(
     style: str = "alpaca",
     batch_size: int = 16,
     progress: bool = False,
+    share_context: bool = True,
 ) -> list[list[float]]:
     """Log-likelihood of every choice of every example (``instruction``, optional ``input``,
     ``choices``: list of strings), given the shared prompt of the question.
@@ -236,7 +237,7 @@ def choice_scores(
         ctx = format_prompt(e["instruction"], e.get("input", ""), style, tokenizer)
         prefix = e.get("answer_prefix") or ""
         requests.extend((ctx + prefix, f" {c}" if prefix else c) for c in e["choices"])
-    flat = loglikelihoods(model, tokenizer, requests, style, batch_size, progress)
+    flat = loglikelihoods(model, tokenizer, requests, style, batch_size, progress, share_context)
     scores, k = [], 0
     for e in examples:
         n = len(e["choices"])
