@@ -115,6 +115,15 @@ LABELS = {
     "shears_evolutionary": "Shears, evolutionary",
 }
 SEARCHES = {"shears_hill_climbing": "hill-climbing", "shears_evolutionary": "evolutionary"}
+# Paired comparisons (a - b on the same seed: same data order and, for Shears, the same
+# super-adapter), the paper's ordering read pair by pair.
+PAIRS = (
+    ("shears_heuristic", "lora_sparse"),
+    ("shears_hill_climbing", "shears_heuristic"),
+    ("shears_evolutionary", "shears_heuristic"),
+    ("shears_hill_climbing", "lora_sparse"),
+    ("lora_dense", "shears_hill_climbing"),
+)
 
 
 @dataclass(frozen=True)
@@ -415,7 +424,19 @@ def collect(st: Study, tasks: list[str], sparsities: list[float], seeds: list[in
                     },
                     "search": {v: _search_summary(s) for v, s in searches.items()},
                 }
-            table[task][f"{round(sp * 100)}"] = {"variants": rows, "per_seed_runs": extras}
+            paired = {}
+            for a, b in PAIRS:
+                common = sorted(set(rows[a]["per_seed"]) & set(rows[b]["per_seed"]))
+                diffs = [
+                    rows[a]["per_seed"][k]["accuracy"] - rows[b]["per_seed"][k]["accuracy"]
+                    for k in common
+                ]
+                paired[f"{a} - {b}"] = _stats(diffs)
+            table[task][f"{round(sp * 100)}"] = {
+                "variants": rows,
+                "paired_differences": paired,
+                "per_seed_runs": extras,
+            }
     return table
 
 
@@ -439,6 +460,18 @@ def render_table(results: dict, tasks: list[str], sparsities: list[float]) -> st
                 else:
                     cells.append(f"{100 * a['mean']:.1f} ± {100 * a['stderr']:.1f} (n={a['n']})")
             lines.append(f"| {LABELS[variant]} | " + " | ".join(cells) + " |")
+        lines += ["", "Paired differences (same seed), accuracy points:", ""]
+        lines += [head.replace("variant", "a - b") + " |", "|---|" + "---|" * len(sparsities)]
+        for a, b in PAIRS:
+            cells = []
+            for sp in sparsities:
+                d = results["table"][task][f"{round(sp * 100)}"]["paired_differences"][f"{a} - {b}"]
+                if d["mean"] is None:
+                    cells.append("n/a")
+                else:
+                    err = "" if d["stderr"] is None else f" ± {100 * d['stderr']:.1f}"
+                    cells.append(f"{100 * d['mean']:+.1f}{err} (n={d['n']})")
+            lines.append(f"| {LABELS[a]} − {LABELS[b]} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 

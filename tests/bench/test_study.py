@@ -75,6 +75,15 @@ def test_study_runs_every_variant_over_seeds_and_resumes(study, tiny_folder, tmp
     assert (out / "study_math.png").stat().st_size > 0
     table = (out / "study_table.md").read_text()
     assert "| Shears, hill-climbing |" in table and "(n=2)" in table
+    assert "Paired differences" in table
+    paired = res["table"]["math"]["50"]["paired_differences"]
+    rows = res["table"]["math"]["50"]["variants"]
+    want = sum(
+        rows["shears_heuristic"]["per_seed"][k]["accuracy"]
+        - rows["lora_sparse"]["per_seed"][k]["accuracy"]
+        for k in ("0", "1")
+    ) / 2
+    assert paired["shears_heuristic - lora_sparse"]["mean"] == pytest.approx(want)
     assert res["compute"]["total_core_s"] > 0
 
     # a second run finds every unit complete and trains nothing
@@ -94,3 +103,10 @@ def test_study_rejects_bad_arguments(study, capsys):
     with pytest.raises(SystemExit):
         study.main(["--tasks", "code"])
     assert "unknown task 'code'" in capsys.readouterr().err
+
+
+def test_stats_mean_and_standard_error_over_seeds(study):
+    s = study._stats([0.1, 0.2, 0.3])
+    assert s["mean"] == pytest.approx(0.2)
+    assert s["stderr"] == pytest.approx((0.01 / 3) ** 0.5)  # sample std 0.1 over sqrt(3)
+    assert study._stats([0.4])["stderr"] is None and study._stats([])["mean"] is None
