@@ -78,11 +78,14 @@ def test_study_runs_every_variant_over_seeds_and_resumes(study, tiny_folder, tmp
     assert "Paired differences" in table
     paired = res["table"]["math"]["50"]["paired_differences"]
     rows = res["table"]["math"]["50"]["variants"]
-    want = sum(
-        rows["shears_heuristic"]["per_seed"][k]["accuracy"]
-        - rows["lora_sparse"]["per_seed"][k]["accuracy"]
-        for k in ("0", "1")
-    ) / 2
+    want = (
+        sum(
+            rows["shears_heuristic"]["per_seed"][k]["accuracy"]
+            - rows["lora_sparse"]["per_seed"][k]["accuracy"]
+            for k in ("0", "1")
+        )
+        / 2
+    )
     assert paired["shears_heuristic - lora_sparse"]["mean"] == pytest.approx(want)
     assert res["compute"]["total_core_s"] > 0
 
