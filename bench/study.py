@@ -521,10 +521,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--tasks", nargs="+", default=["math", "mc"], help="tasks of the scale to run: math, mc"
     )
-    p.add_argument("--sparsities", nargs="+", type=float, default=[0.4, 0.5], help="in (0, 1)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
-    p.add_argument("--jobs", type=int, default=2, help="worker processes")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    p.add_argument(
+        "--sparsities",
+        nargs="+",
+        type=float,
+        default=[0.4, 0.5],
+        help="Wanda sparsities, each in (0, 1)",
+    )
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[0, 1, 2],
+        help="training seeds (adapter init, data order, search)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="worker processes (default: 2 at cpu scale, 1 at paper scale: one GPU per unit)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads per worker (2 workers x 1 thread beats 1 x 2 on 2 cores)",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--report-only", action="store_true", help="only aggregate what exists")
     args = p.parse_args(argv)
@@ -534,6 +556,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bad_sp = [s for s in args.sparsities if not 0.0 < s < 1.0]
     if bad_sp:
         p.error(f"--sparsities must lie in (0, 1), got {bad_sp[0]}")
+    if args.jobs is None:
+        args.jobs = 2 if args.scale == "cpu" else 1
     if args.jobs < 1 or args.threads < 1:
         p.error(f"--jobs and --threads must be >= 1, got {args.jobs} and {args.threads}")
     return args
