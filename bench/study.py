@@ -114,6 +114,10 @@ LABELS = {
     "shears_hill_climbing": "Shears, hill-climbing",
     "shears_evolutionary": "Shears, evolutionary",
 }
+VAL_LABELS = {
+    "shears_max": "Shears super-adapter, max ranks",
+    "shears_min": "Shears super-adapter, min ranks",
+}
 SEARCHES = {"shears_hill_climbing": "hill-climbing", "shears_evolutionary": "evolutionary"}
 # Paired comparisons (a - b on the same seed: same data order and, for Shears, the same
 # super-adapter), the paper's ordering read pair by pair.
@@ -267,7 +271,63 @@ def unit_sparse_cell(st: Study, task: str, sp: float, seed: int) -> None:
     _eval(st, task, str(pruned), cell / "eval" / "lora_sparse", cell / "lora_sparse", "max")
 
 
+VAL_CHECK_SIZE = 128  # validation examples of the post-hoc loss check (4x the search's)
+VAL_FILE = "val_losses.json"
+
+
+def _val_losses(st: Study, task: str, model: str, adapter: Path, configs: dict) -> dict:
+    """Answer-token validation loss of named sub-adapters of one adapter (``configs``: name ->
+    config dict or a named config: heuristic / max / min)."""
+    from shears.adapters.io import load_super_adapter
+    from shears.models import load_model
+    from shears.search import AnswerLossObjective, encode_validation
+    from shears.search.data import load_validation_examples
+
+    examples = load_validation_examples(
+        {
+            "data": st.scale["tasks"][task]["train"],
+            "data_split": "validation",
+            "val_size": VAL_CHECK_SIZE,
+            "data_seed": 0,
+        },
+        ("output",),
+    )
+    m, tok = load_model(model, "auto", st.device)
+    layers, space = load_super_adapter(m, adapter, dropout=0.0)
+    m.eval()
+    batches = encode_validation(tok, examples, "alpaca", st.scale["train"]["cutoff_len"], 8)
+    obj = AnswerLossObjective(m, layers, space, batches, reuse_prefix=False)
+    out = {}
+    for name, cfg in configs.items():
+        cfg = space.named_config(cfg) if isinstance(cfg, str) else cfg
+        out[name] = {"loss": obj(cfg), "adapter_parameters": space.adapter_parameters(cfg)}
+    return out
+
+
+def unit_val_check(st: Study, task: str, sp: float, seed: int) -> None:
+    """Post-hoc: validation loss (128 examples, never the test split) of every adapter of a
+    cell, to tell a training shortfall (NLS sub-adapters vs LoRA) from a search or test effect."""
+    from shears.utils import atomic_write_json
+
+    cell, dense = st.cell(task, sp, seed), st.cell(task, None, seed)
+    if _done(cell, VAL_FILE):
+        return
+    best = {}
+    for variant in SEARCHES:
+        res = _read(cell / f"search_{variant.removeprefix('shears_')}" / "search_results.json")
+        best[variant] = res["best"]["config"]
+    nls = {"shears_max": "max", "shears_heuristic": "heuristic", "shears_min": "min", **best}
+    res = {
+        **_val_losses(st, task, str(st.pruned(sp)), cell / "nls", nls),
+        **_val_losses(st, task, str(st.pruned(sp)), cell / "lora_sparse", {"lora_sparse": "max"}),
+        **_val_losses(st, task, st.model, dense / "lora_dense", {"lora_dense": "max"}),
+        "val_examples": VAL_CHECK_SIZE,
+    }
+    atomic_write_json(cell / VAL_FILE, res)
+
+
 UNITS = {
+    "val_check": unit_val_check,
     "prune": _prune,
     "dense_base": unit_dense_base,
     "sparse_base": unit_sparse_base,
@@ -418,6 +478,7 @@ def collect(st: Study, tasks: list[str], sparsities: list[float], seeds: list[in
                     for v in SEARCHES
                 }
                 extras[str(seed)] = {
+                    "val_losses": _read(cell / VAL_FILE),
                     "final_train_loss": {
                         k: (t or {}).get("train_loss") or (t or {}).get("final_loss")
                         for k, t in train.items()
@@ -432,8 +493,20 @@ def collect(st: Study, tasks: list[str], sparsities: list[float], seeds: list[in
                     for k in common
                 ]
                 paired[f"{a} - {b}"] = _stats(diffs)
+            names = ("shears_max", "shears_heuristic", "shears_min", *SEARCHES, "lora_sparse")
+            val = {
+                name: _stats(
+                    [
+                        e["val_losses"][name]["loss"]
+                        for e in extras.values()
+                        if e["val_losses"] and name in e["val_losses"]
+                    ]
+                )
+                for name in (*names, "lora_dense")
+            }
             table[task][f"{round(sp * 100)}"] = {
                 "variants": rows,
+                "val_loss": val,
                 "paired_differences": paired,
                 "per_seed_runs": extras,
             }
@@ -472,6 +545,20 @@ def render_table(results: dict, tasks: list[str], sparsities: list[float]) -> st
                     err = "" if d["stderr"] is None else f" ± {100 * d['stderr']:.1f}"
                     cells.append(f"{100 * d['mean']:+.1f}{err} (n={d['n']})")
             lines.append(f"| {LABELS[a]} − {LABELS[b]} | " + " | ".join(cells) + " |")
+        lines += ["", "Validation answer loss (post-hoc check, lower is better):", ""]
+        lines += [head.replace("variant", "adapter") + " |", "|---|" + "---|" * len(sparsities)]
+        for name in results["table"][task][f"{round(sparsities[0] * 100)}"]["val_loss"]:
+            cells = []
+            for sp in sparsities:
+                v = results["table"][task][f"{round(sp * 100)}"]["val_loss"][name]
+                if v["mean"] is None:
+                    cells.append("n/a")
+                else:
+                    err = "" if v["stderr"] is None else f" ± {v['stderr']:.4f}"
+                    cells.append(f"{v['mean']:.4f}{err} (n={v['n']})")
+            lines.append(
+                f"| {VAL_LABELS.get(name, LABELS.get(name, name))} | " + " | ".join(cells) + " |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -600,6 +687,13 @@ def main(argv: list[str] | None = None) -> dict:
             rest += [("sparse_cell", (t, sp, seed)) for t in args.tasks for sp in args.sparsities]
             rest += [("dense_lora", (t, seed)) for t in args.tasks]
         run_units(st, rest, args.jobs, args.threads)
+        checks = [
+            ("val_check", (t, sp, seed))
+            for seed in args.seeds
+            for t in args.tasks
+            for sp in args.sparsities
+        ]
+        run_units(st, checks, args.jobs, args.threads)
         logger.info("study done in %.0f s wall", time.perf_counter() - t0)
     times = _read(out / "unit_times.json") or {}
     results = {

@@ -67,6 +67,14 @@ def test_study_runs_every_variant_over_seeds_and_resumes(study, tiny_folder, tmp
         assert rows["sparse_base"]["nonzero_parameters"] < rows["dense_base"]["nonzero_parameters"]
         assert rows["lora_dense"]["nonzero_parameters"] > rows["lora_sparse"]["nonzero_parameters"]
         runs = res["table"][task]["50"]["per_seed_runs"]["1"]
+        losses = runs["val_losses"]
+        assert {"shears_max", "shears_heuristic", "lora_sparse", "lora_dense"} <= set(losses)
+        assert all(v["loss"] > 0 for k, v in losses.items() if k != "val_examples")
+        # the max sub-adapter of the super-adapter holds more parameters than its minimum
+        assert (
+            losses["shears_max"]["adapter_parameters"] > losses["shears_min"]["adapter_parameters"]
+        )
+        assert res["table"][task]["50"]["val_loss"]["lora_sparse"]["n"] == 2
         assert runs["search"]["shears_hill_climbing"]["evaluations"] >= 1
         space = json.loads(
             (out / task / "s50" / "seed1" / "lora_sparse" / "search_space.json").read_text()
