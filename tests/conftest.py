@@ -140,3 +140,12 @@ def tiny_tokenizer(tmp_path_factory):
     tok.train_from_iterator(text, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
     return fast
+
+
+@pytest.fixture
+def tiny_folder(tmp_path, tiny_tokenizer):
+    """A tiny random LLaMA whose vocabulary fits the tiny tokenizer, saved as a HF folder."""
+    folder = tmp_path / "tiny"
+    tiny_model("llama", tokenizer=tiny_tokenizer, max_positions=1024).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    return str(folder)

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_model
-
 pytest.importorskip("reasoning_gym")
 
 STUDY = Path(__file__).resolve().parents[2] / "bench" / "study.py"
@@ -39,14 +37,6 @@ def study(monkeypatch):
     }
     monkeypatch.setitem(mod.SCALES, "tiny", tiny)
     return mod
-
-
-@pytest.fixture
-def tiny_folder(tmp_path, tiny_tokenizer):
-    folder = tmp_path / "tiny"
-    tiny_model("llama", tokenizer=tiny_tokenizer, max_positions=1024).save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 def test_study_runs_every_variant_over_seeds_and_resumes(study, tiny_folder, tmp_path, monkeypatch):

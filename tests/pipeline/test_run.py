@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from conftest import tiny_model
 from shears.cli import main
 from shears.errors import ShearsError
 from shears.pipeline import load_run_config, run_pipeline
@@ -28,15 +27,6 @@ TINY = [
     "eval.max_new_tokens=3",
     "eval.batch_size=2",
 ]
-
-
-@pytest.fixture
-def tiny_folder(tmp_path, tiny_tokenizer):
-    """A tiny random LLaMA whose vocabulary fits the tiny tokenizer, saved as a HF folder."""
-    folder = tmp_path / "tiny"
-    tiny_model("llama", tokenizer=tiny_tokenizer, max_positions=1024).save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 def _cfg(tmp_path, model, *extra):

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from shears.data.prompts import format_prompt
 from shears.evaluate.extract import extract_answer_word
-from shears.evaluate.generate import generate_answers, model_device
+from shears.evaluate.generate import generate_answers, model_device, pad_left
 
 
 def _max_length(model: nn.Module) -> int | None:
@@ -47,17 +47,6 @@ def _cache_keyword(model: nn.Module) -> str | None:
     return None
 
 
-def _pad_left(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded ``(ids, mask)``, each (batch, max_len)."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, seq in enumerate(seqs):
-        ids[row, width - len(seq) :] = torch.tensor(seq)
-        mask[row, width - len(seq) :] = 1
-    return ids, mask
-
-
 @torch.no_grad()
 def _shared_context_batch(
     model: nn.Module, contexts: list[list[int]], conts: list[list[list[int]]], pad: int
@@ -71,7 +60,7 @@ def _shared_context_batch(
     ``context + continuation`` whole, at about 1/len(choices) of the cost for short choices.
     """
     device = model_device(model)
-    ids, mask = _pad_left(contexts, pad)  # (B, W)
+    ids, mask = pad_left(contexts, pad)  # (B, W)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     keep = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
     out = model(

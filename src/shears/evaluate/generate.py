@@ -45,7 +45,8 @@ def _encode(tokenizer, prompts: list[str], style: str) -> list[list[int]]:
     return [tokenizer(p, add_special_tokens=special)["input_ids"] for p in prompts]
 
 
-def _pad_left(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_left(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ``(ids, mask)``, each (batch, max_len)."""
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)  # (batch, seq)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -103,7 +104,7 @@ def generate(
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            ids, mask = _pad_left([encoded[i] for i in idx], pad_id)  # (batch, seq)
+            ids, mask = pad_left([encoded[i] for i in idx], pad_id)  # (batch, seq)
             kwargs = {"tokenizer": tokenizer} if stop_strings else {}
             out = model.generate(
                 input_ids=ids.to(device),
