@@ -1,4 +1,6 @@
-"""Small shared helpers: logging, seeds, devices and dtypes, atomic writes, memory."""
+"""Small shared helpers: logging, seeds, devices and dtypes, atomic file writes, memory.
+
+Output folders (atomic replacement, --overwrite rules, cleanup) live in :mod:`shears.outputs`."""
 
 from __future__ import annotations
 
@@ -8,10 +10,8 @@ import logging
 import os
 import random
 import resource
-import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,39 +93,6 @@ def resolve_dtype(dtype: str = "auto", device: torch.device | None = None) -> to
     if dtype not in DTYPES:
         raise ShearsError(f"--dtype {dtype!r} is not known; allowed: auto, {', '.join(DTYPES)}")
     return DTYPES[dtype]
-
-
-def check_output_dir(path: str | os.PathLike, overwrite: bool) -> Path:
-    """Fail early if ``path`` exists and is non-empty without ``overwrite``."""
-    out = Path(path)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise ShearsError(
-            f"output folder {str(out)!r} already exists; pass --overwrite to replace it"
-        )
-    return out
-
-
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it replaces ``path`` in one rename.
-
-    A killed process leaves only ``.<name>.tmp-*`` behind, never a half-written ``path``.
-    """
-    out = check_output_dir(path, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

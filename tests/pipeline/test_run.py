@@ -96,12 +96,93 @@ def test_resume_after_killed_stage_runs_only_the_rest(tmp_path, tiny_folder, mon
     assert [r["variant"] for r in report["rows"]][-1] == "shears_searched"
 
 
-def test_changed_config_refused_without_overwrite(tmp_path, tiny_folder):
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / "run_config.json").write_text(json.dumps({"seed": 99}))
-    with pytest.raises(ShearsError, match="another config"):
-        run_pipeline(_cfg(tmp_path, tiny_folder))
+def test_changed_later_stage_reruns_from_there_and_reuses_the_rest(
+    tmp_path, tiny_folder, monkeypatch
+):
+    first = run_pipeline(_cfg(tmp_path, tiny_folder, "evaluate_dense=false"))
+    import shears.prune.api as prune_api
+    import shears.train.nls as nls
+
+    monkeypatch.setattr(prune_api, "run_prune", lambda *a, **k: pytest.fail("prune ran again"))
+    monkeypatch.setattr(nls, "run_train", lambda *a, **k: pytest.fail("training ran again"))
+    report = run_pipeline(_cfg(tmp_path, tiny_folder, "evaluate_dense=false", "search.budget=3"))
+    assert report["stages"]["reused"] == [
+        "prune",
+        "train",
+        "eval_pruned_base",
+        "eval_shears_heuristic",
+    ]
+    assert report["stages"]["status"]["search"] == "rerun"
+    assert report["search"]["evaluations"] <= 3 < first["search"]["evaluations"] + 1
+    run = tmp_path / "run"
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")] == [], "marker expected"
+    assert not list(run.glob(".*.tmp-*")) and not list(run.glob(".*.old-*"))
+
+
+def test_killed_rerun_resumes_with_the_new_settings(tmp_path, tiny_folder, monkeypatch):
+    run_pipeline(_cfg(tmp_path, tiny_folder, "evaluate_dense=false"))
+    import shears.export.run as export_run
+
+    real = export_run.run_export
+    monkeypatch.setattr(export_run, "run_export", lambda *a, **k: (_ for _ in ()).throw(OSError()))
+    cfg = _cfg(tmp_path, tiny_folder, "evaluate_dense=false", "search.budget=3")
+    with pytest.raises(OSError):
+        run_pipeline(cfg)
+    monkeypatch.setattr(export_run, "run_export", real)
+    report = run_pipeline(cfg)  # the search of the new settings is reused, export runs
+    assert "search" in report["stages"]["reused"]
+    assert report["stages"]["status"]["export"] in ("rerun", "resume")
+
+
+@pytest.mark.parametrize("where", ["cwd", "foreign"])
+def test_overwrite_never_deletes_a_folder_shears_did_not_write(
+    where, tmp_path, tiny_folder, monkeypatch, capsys
+):
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "notes.txt").write_text("mine")
+    monkeypatch.chdir(proj if where == "cwd" else tmp_path)
+    run_dir = "." if where == "cwd" else str(proj)
+    rc = main(["run", f"run_dir={run_dir}", f"model={tiny_folder}", *TINY, "--overwrite"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--overwrite" not in err[0].split(";")[-1]
+    assert [p.name for p in proj.iterdir()] == ["notes.txt"]
+    assert (proj / "notes.txt").read_text() == "mine"
+
+
+def test_file_task_holds_out_validation_records(tmp_path, tiny_folder):
+    rows = [
+        {"instruction": f"What is {i} + 1?", "output": f"The answer is {i + 1}", "answer": i + 1}
+        for i in range(12)
+    ]
+    task = tmp_path / "my_train.json"
+    task.write_text(json.dumps(rows))
+    test = tmp_path / "my_test.json"
+    test.write_text(json.dumps(rows[:2]))
+    before = task.read_bytes()
+    extra = (f"task={task}", f"eval_tasks=[math:{test}]", "evaluate_dense=false")
+    report = run_pipeline(_cfg(tmp_path, tiny_folder, *extra, "train.train_size=0"))
+    assert report["validation"] == {
+        "source": str(task),
+        "records": [10, 12],
+        "held_out_from_task": True,
+    }
+    train = json.loads((tmp_path / "run" / "train" / "train_config.json").read_text())
+    assert train["train_size"] == 10
+    assert task.read_bytes() == before
+
+
+def test_file_task_too_small_to_hold_out_fails_before_any_stage(tmp_path, tiny_folder, capsys):
+    task = tmp_path / "t.json"
+    task.write_text(json.dumps([{"instruction": "q", "output": "a", "answer": 1}] * 2))
+    rc = main(
+        ["run", f"run_dir={tmp_path / 'r'}", f"model={tiny_folder}", f"task={task}",
+         f"eval_tasks=[math:{task}]", *TINY]
+    )  # fmt: skip
+    assert rc == 2
+    assert "too few" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize(

@@ -78,8 +78,9 @@ def test_existing_output_without_overwrite_fails_before_load(model_dir, tmp_path
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    with pytest.raises(ShearsError, match="already exists; pass --overwrite"):
-        run_prune(PruneConfig(model=str(model_dir), output_dir=str(out)))
+    for overwrite in (False, True):  # not a shears output: never replaced
+        with pytest.raises(ShearsError, match="not written by shears"):
+            run_prune(PruneConfig(model=str(model_dir), output_dir=str(out)), overwrite=overwrite)
     assert (out / "keep.txt").read_text() == "x"
 
 

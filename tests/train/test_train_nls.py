@@ -103,11 +103,21 @@ def test_existing_output_and_finished_resume(tok, tmp_path):
     out = tmp_path / "o"
     out.mkdir()
     (out / "x").write_text("x")
-    with pytest.raises(ShearsError, match="already exists; pass --overwrite"):
-        train_nls(make_model(tok), tok, make_examples(), make_config(str(out)))
+    # a folder that shears did not write is never replaced, not even with --overwrite
+    for overwrite in (False, True):
+        with pytest.raises(ShearsError, match="not written by shears"):
+            train_nls(
+                make_model(tok), tok, make_examples(), make_config(str(out), overwrite=overwrite)
+            )
+    assert (out / "x").read_text() == "x"
+    (out / "x").unlink()
+    cfg = make_config(str(out), max_steps=1, warmup=0)
+    train_nls(make_model(tok), tok, make_examples(4), cfg)
+    with pytest.raises(ShearsError, match="already exists .*; pass --overwrite"):
+        train_nls(make_model(tok), tok, make_examples(4), cfg)
     cfg = make_config(str(out), max_steps=1, warmup=0, overwrite=True)
     first = train_nls(make_model(tok), tok, make_examples(4), cfg)
-    assert not (out / "x").exists()
+    assert not list(tmp_path.glob(".o.*")), "the replacement left its work folder behind"
     # --resume on a finished run does no training and loads its adapter
     model = make_model(tok)
     again = train_nls(

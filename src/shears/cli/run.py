@@ -15,8 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "run",
         help="run prune -> train -> search -> eval -> export from one config",
         description=(
-            "Run the whole Shears pipeline under one run folder; stages already complete are "
-            "skipped, so a killed run resumes where it stopped. With no CONFIG it runs the embedded "
+            "Run the whole Shears pipeline under one run folder. Like a build system, stages whose "
+            "settings did not change are reused and the first changed stage and those after it "
+            "run again, so a killed run resumes where it stopped. With no CONFIG it runs the embedded "
             "default (SmolLM2-135M-Instruct, reasoning-gym, CPU-sized budgets). Sections of the "
             "config: "
             + ", ".join(f"{f}" for f in RunConfig.__dataclass_fields__)
@@ -29,7 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="*",
         help="key=value overrides, e.g. run_dir=runs/a train.max_steps=20 prune.sparsity=0.4",
     )
-    p.add_argument("--overwrite", action="store_true", help="delete an existing run folder first")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="run every stage again, replacing each stage's earlier output (only in a folder "
+        "written by `shears run`; without it, only stages whose settings changed run again)",
+    )
     p.add_argument(
         "--baselines", action="store_true", help="add LoRA on the pruned and dense models"
     )

@@ -38,6 +38,12 @@ class RunConfig:
         "gym:basic_arithmetic",
         help="training data (gym:<generator> split by template/seed, JSON file, `datasets` name)",
     )
+    validation: str | None = field(
+        None,
+        help="validation data of the search (JSON/JSONL file or `datasets` name); default: the "
+        "validation split of a gym task or dataset, or the last search.val_size records of a file "
+        "task, kept out of training",
+    )
     eval_tasks: list[str] = field(
         [], help="test tasks (default: math on the test split of a gym task)"
     )

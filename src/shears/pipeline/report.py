@@ -98,8 +98,11 @@ def _fmt_pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f} %"
 
 
-def write_report(cfg, plan, times: dict[str, float]) -> dict[str, Any]:
-    """Gather the stage outputs of ``cfg.run_dir`` into report.json / report.md / accuracy.png."""
+def write_report(
+    cfg, plan, times: dict[str, float], stages: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Gather the stage outputs of ``cfg.run_dir`` into report.json / report.md / accuracy.png.
+    ``stages``: which stages this invocation reused and ran (``{"reused": [...], "status": ...}``)."""
     from shears.pipeline.run import result_files
 
     run = Path(cfg.run_dir)
@@ -121,6 +124,8 @@ def write_report(cfg, plan, times: dict[str, float]) -> dict[str, Any]:
         "rows": rows,
         "target_sparsity": target_sparsity,
         "stage_times_s": times,
+        "stages": stages or {},
+        "validation": plan.validation,
         "total_time_s": round(sum(times.values()), 1),
         "train": {
             k: train_results.get(k)

@@ -1,15 +1,16 @@
 """Run prune -> train -> search -> eval -> export -> report under one run folder.
 
-Every stage writes its own sub-folder and is skipped when that output is already complete, so a
-killed run resumes where it stopped (training and search resume from their own checkpoints/logs).
-The resolved config is saved as ``run_config.json``; resuming with a different config is refused.
+Every stage writes its own sub-folder. A stage whose settings and inputs did not change since it
+finished is reused (:mod:`shears.pipeline.ledger`); the first changed stage and the stages after
+it that read from it run again, replacing their earlier outputs atomically; a killed run resumes
+where it stopped (training and search from their own checkpoints/logs). The resolved config is
+saved as ``run_config.json``; the run folder must be new, empty or written by ``shears run``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,7 +18,9 @@ from typing import Any
 
 from shears.config import from_dict, to_dict
 from shears.errors import ShearsError
+from shears.outputs import check_output, claim
 from shears.pipeline.config import RunConfig
+from shears.pipeline.ledger import LEDGER_FILE, Ledger, stage_digest
 from shears.utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -36,6 +39,7 @@ class Plan:
     export: Any
     evals: dict[str, Any]  # variant name -> EvalConfig
     baseline_trains: dict[str, Any]  # variant name -> TrainConfig (fixed-rank LoRA)
+    validation: dict[str, Any]  # where the search's validation data comes from
 
 
 def result_files() -> dict[str, str]:
@@ -54,6 +58,31 @@ def result_files() -> dict[str, str]:
 
 def _with_seed(section: dict, seed: int, key: str = "seed") -> dict:
     return {key: seed, **section}
+
+
+def _hold_out(cfg: RunConfig, train: dict, val_size: int) -> dict[str, Any]:
+    """Where the search validates. A file task without ``validation`` keeps its last
+    ``val_size`` records out of training (``train.train_size`` is set so; recorded in the
+    report); a gym task and a `datasets` dataset have their own validation split."""
+    if cfg.validation:
+        return {"source": cfg.validation, "held_out_from_task": False}
+    path = Path(cfg.task).expanduser()
+    if cfg.task.startswith("gym:") or not path.is_file():
+        return {"source": cfg.task, "split": "validation", "held_out_from_task": False}
+    from shears.data.tasks import load_json_records
+
+    n = len(load_json_records(path))
+    size = int(train.get("train_size") or 0)
+    if 0 < size <= n - val_size:
+        return {"source": cfg.task, "records": [size, size + val_size], "held_out_from_task": True}
+    if n <= val_size:
+        raise ShearsError(
+            f"task {cfg.task!r} holds {n} records, too few to keep search.val_size={val_size} "
+            "of them for validation; add `validation: FILE` or lower search.val_size"
+        )
+    train["train_size"] = n - val_size
+    logger.info("validation: the last %d of %d records of %s (not trained on)", val_size, n, path)
+    return {"source": cfg.task, "records": [n - val_size, n], "held_out_from_task": True}
 
 
 def build_plan(cfg: RunConfig) -> Plan:
@@ -82,19 +111,15 @@ def build_plan(cfg: RunConfig) -> Plan:
         "prune",
         {**_with_seed(cfg.prune, cfg.seed), "model": cfg.model, "output_dir": pruned},
     )
-    train_base = {**_with_seed(cfg.train, cfg.seed), "data": cfg.task, "resume": True}
-    train = build(TrainConfig, "train", {**train_base, "model": pruned, "output_dir": adapter})
+    search_data = {**_with_seed(cfg.search, cfg.seed), "adapter": adapter, "model": pruned}
+    if cfg.validation:
+        search_data["data"] = cfg.validation
     search = build(
-        SearchConfig,
-        "search",
-        {
-            **_with_seed(cfg.search, cfg.seed),
-            "adapter": adapter,
-            "model": pruned,
-            "output_dir": str(run / "search"),
-            "resume": True,
-        },
+        SearchConfig, "search", {**search_data, "output_dir": str(run / "search"), "resume": True}
     )
+    train_base = {**_with_seed(cfg.train, cfg.seed), "data": cfg.task, "resume": True}
+    validation = _hold_out(cfg, train_base, search.val_size)
+    train = build(TrainConfig, "train", {**train_base, "model": pruned, "output_dir": adapter})
     evals: dict[str, Any] = {}
     ev = {**_with_seed(cfg.eval, cfg.seed), "tasks": cfg.test_tasks}
     style = train.prompt_style
@@ -133,7 +158,7 @@ def build_plan(cfg: RunConfig) -> Plan:
             "eval_results": str(run / "eval" / "shears_searched" / files["eval"]),
         },
     )
-    return Plan(prune, train, search, export, evals, baseline_trains)
+    return Plan(prune, train, search, export, evals, baseline_trains, validation)
 
 
 def _done(output_dir: str, stage: str) -> bool:
@@ -144,38 +169,62 @@ def _done(output_dir: str, stage: str) -> bool:
 def _preflight_data(plan: Plan) -> None:
     """Load (and so check) the training data (unless training is complete) and the test data
     before any stage runs, so a missing file or field is reported first, not after pruning."""
+    from shears.context import check_plan_context
     from shears.evaluate.runner import prepare_tasks
+    from shears.search.data import load_validation_examples, resolve_data_settings
     from shears.train.data import load_train_examples
 
-    if not _done(plan.train.output_dir, "train") and not load_train_examples(plan.train):
+    check_plan_context(plan)  # sequence lengths against the base model's positions
+    if not load_train_examples(plan.train):
         raise ShearsError(f"task {plan.train.data!r} holds no training examples")
+    need = {"loss": ("output",), "math": ("answer",), "choice": ("choices",)}
+    settings = resolve_data_settings(plan.search, to_dict(plan.train))
+    load_validation_examples(settings, need[plan.search.objective])
     first = next(iter(plan.evals.values()))
     prepare_tasks(first.task_specs(), first)
 
 
-def _check_run_dir(cfg: RunConfig, overwrite: bool) -> Path:
-    run = Path(cfg.run_dir)
+RUN_OWNED = (
+    "prune",
+    "train",
+    "search",
+    "eval",
+    "export",
+    "baselines",
+    CONFIG_FILE,
+    TIMES_FILE,
+    LEDGER_FILE,
+    "report.*",
+    "*.png",
+)
+
+
+def run_inputs(cfg: RunConfig) -> list[str | None]:
+    """What a run reads: the run folder must not overlap any of it."""
+    from shears.evaluate.tasks import parse_task
+
+    return [cfg.model, cfg.task, cfg.validation, *(parse_task(t).path for t in cfg.test_tasks)]
+
+
+def _check_run_dir(cfg: RunConfig) -> Path:
+    """The run folder, absolute; refused when it is not a Shears run folder (or not empty)."""
+    return check_output(cfg.run_dir, "run", resume=True, inputs=run_inputs(cfg), flag="run_dir")
+
+
+def _adopt_legacy(run: Path, cfg: RunConfig, ledger: Ledger, stages: list[Stage]) -> None:
+    """A run folder of a version without ``stages.json``: its complete stages count as done when
+    its saved config equals this one."""
     saved = run / CONFIG_FILE
-    if run.exists() and overwrite:
-        logger.info("--overwrite: removing the earlier run in %s", run)
-        shutil.rmtree(run)
-    elif saved.is_file():
+    if ledger.stages or not saved.is_file():
+        return
+    try:
         old = json.loads(saved.read_text())
-        if old != json.loads(json.dumps(to_dict(cfg))):
-            changed = sorted(
-                k for k in set(old) | set(to_dict(cfg)) if old.get(k) != to_dict(cfg).get(k)
-            )
-            raise ShearsError(
-                f"run folder {str(run)!r} holds a run with another config (differs in: "
-                f"{', '.join(changed)}); pass --overwrite or choose another run_dir"
-            )
-    elif run.exists() and any(run.iterdir()):
-        raise ShearsError(
-            f"run folder {str(run)!r} exists but is not a Shears run; pass --overwrite or choose another run_dir"
-        )
-    run.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(saved, to_dict(cfg))
-    return run
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return
+    if old == json.loads(json.dumps(to_dict(cfg))):
+        for st in stages:
+            if st.complete():
+                ledger.mark(st.name, st.digest, True)
 
 
 class _Timer:
@@ -187,7 +236,7 @@ class _Timer:
 
     def run(self, name: str, done: bool, fn) -> None:
         if done:
-            logger.info("stage %s: already complete, skipped", name)
+            logger.info("stage %s: up to date, reused", name)
             return
         logger.info("stage %s: starting", name)
         t0 = time.perf_counter()
@@ -197,30 +246,102 @@ class _Timer:
         logger.info("stage %s: done in %.1f s", name, self.times[name])
 
 
-def run_pipeline(cfg: RunConfig, overwrite: bool = False) -> dict[str, Any]:
-    """Run (or resume) the whole pipeline; return the report dict (also ``report.json``)."""
+@dataclass
+class Stage:
+    """One step of a run: its name, config, digest and how to run it."""
+
+    name: str
+    cfg: Any
+    kind: str  # prune | train | search | eval | export (which result file marks it complete)
+    digest: str
+
+    def complete(self) -> bool:
+        return _done(self.cfg.output_dir, self.kind)
+
+
+def plan_stages(plan: Plan) -> list[Stage]:
+    """Every stage in run order with its digest (which folds in the digests it reads from)."""
+    stages: list[Stage] = []
+    digests: dict[str, str] = {}
+
+    def add(name: str, cfg: Any, kind: str, upstream: list[str]) -> None:
+        digests[name] = stage_digest(cfg, [digests[u] for u in upstream])
+        stages.append(Stage(name, cfg, kind, digests[name]))
+
+    add("prune", plan.prune, "prune", [])
+    add("train", plan.train, "train", ["prune"])
+    add("search", plan.search, "search", ["train"])
+    for name, tc in plan.baseline_trains.items():
+        add(f"train_{name}", tc, "train", ["prune"] if name == "lora_pruned" else [])
+    reads = {
+        "dense_base": [],
+        "pruned_base": ["prune"],
+        "shears_heuristic": ["train"],
+        "shears_searched": ["search"],
+        "lora_pruned": ["train_lora_pruned"],
+        "lora_dense": ["train_lora_dense"],
+    }
+    for name, ec in plan.evals.items():
+        add(f"eval_{name}", ec, "eval", reads[name])
+    add("export", plan.export, "export", ["search", "eval_shears_searched"])
+    return stages
+
+
+def _run_stage(st: Stage, status: str) -> None:
+    """Run one stage; ``rerun`` replaces its earlier output, ``resume`` continues it."""
     from shears.evaluate.runner import run_eval
     from shears.export.run import run_export
-    from shears.models import validate_model_spec
-    from shears.pipeline.report import write_report
-    from shears.prune.api import preflight, run_prune
+    from shears.prune.api import run_prune
     from shears.search.run import run_search
     from shears.train.nls import run_train
 
+    again, cfg = status == "rerun", st.cfg
+    if st.kind == "prune":
+        run_prune(cfg, overwrite=True)  # atomic; the run folder's own prune output
+    elif st.kind in ("train", "search"):
+        fn = run_train if st.kind == "train" else run_search
+        fn(replace(cfg, overwrite=again, resume=not again))
+    else:
+        (run_eval if st.kind == "eval" else run_export)(replace(cfg, overwrite=True))
+
+
+def run_pipeline(cfg: RunConfig, overwrite: bool = False) -> dict[str, Any]:
+    """Run (or resume) the whole pipeline; return the report dict (also ``report.json``).
+
+    Stages whose settings (and inputs) did not change since they finished are reused; the first
+    changed stage and every stage after it that reads from it run again, replacing their earlier
+    outputs atomically. ``overwrite`` runs every stage again."""
+    from shears.models import validate_model_spec
+    from shears.pipeline.report import write_report
+    from shears.prune.api import preflight
+
     plan = build_plan(cfg)  # every config error surfaces here, before any work
     validate_model_spec(cfg.model)
-    _preflight_data(plan)
-    run = _check_run_dir(cfg, overwrite)
+    run = _check_run_dir(cfg)
+    stages = plan_stages(plan)
+    ledger = Ledger(run)
+    _adopt_legacy(run, cfg, ledger, stages)
+    status = {st.name: ledger.status(st.name, st.digest, st.complete()) for st in stages}
+    if overwrite:
+        status = {k: "rerun" if v in ("reuse", "rerun") else v for k, v in status.items()}
+    reused = [k for k, v in status.items() if v == "reuse"]
+    if status["train"] != "reuse":
+        _preflight_data(plan)
+    if status["prune"] != "reuse":
+        preflight(plan.prune, overwrite=True)
+    logger.info(
+        "stages reused: %s; to run: %s",
+        ", ".join(reused) or "none",
+        ", ".join(f"{k} ({v})" for k, v in status.items() if v != "reuse") or "none",
+    )
+    claim(run, "run", RUN_OWNED)
+    atomic_write_json(run / CONFIG_FILE, to_dict(cfg))
     timer = _Timer(run / TIMES_FILE)
-    pruned_done = _done(plan.prune.output_dir, "prune")
-    if not pruned_done:
-        preflight(plan.prune)
-    timer.run("prune", pruned_done, lambda: run_prune(plan.prune))
-    timer.run("train", _done(plan.train.output_dir, "train"), lambda: run_train(plan.train))
-    timer.run("search", _done(plan.search.output_dir, "search"), lambda: run_search(plan.search))
-    for name, tc in plan.baseline_trains.items():
-        timer.run(f"train_{name}", _done(tc.output_dir, "train"), lambda tc=tc: run_train(tc))
-    for name, ec in plan.evals.items():
-        timer.run(f"eval_{name}", _done(ec.output_dir, "eval"), lambda ec=ec: run_eval(ec))
-    timer.run("export", _done(plan.export.output_dir, "export"), lambda: run_export(plan.export))
-    return write_report(cfg, plan, timer.times)
+    for st in stages:
+        if status[st.name] == "reuse":
+            timer.run(st.name, True, None)
+            continue
+        ledger.mark(st.name, st.digest, False)
+        timer.run(st.name, False, lambda st=st: _run_stage(st, status[st.name]))
+        ledger.mark(st.name, st.digest, True)
+    return write_report(cfg, plan, timer.times, {"reused": reused, "status": status})
