@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import yaml
 
 from shears.errors import ShearsError
+from shears.inputs import read_text_file
 
 T = TypeVar("T")
 
@@ -127,17 +128,27 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def _one_line(exc: Exception) -> str:
+    """A parser's message in one line (YAML errors span several, with a caret drawing)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if problem:
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return f"{problem}{where}"
+    return " ".join(str(exc).split())
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON mapping."""
     p = Path(path)
     if not p.is_file():
         raise ShearsError(f"config file {str(p)!r} does not exist")
-    text = p.read_text()
+    text = read_text_file(p, "config file")
     try:
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ShearsError(
-            f"config file {str(p)!r} is not valid {p.suffix[1:] or 'YAML'}: {exc}"
+            f"config file {str(p)!r} is not valid {p.suffix[1:] or 'YAML'}: {_one_line(exc)}"
         ) from exc
     if data is None:
         return {}
@@ -153,7 +164,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise ShearsError(f"override {item!r} must look like key.sub=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw else ""
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError as exc:
+            raise ShearsError(
+                f"override {item!r}: the value is not valid YAML ({_one_line(exc)}); quote it"
+            ) from exc
         node = out
         parts = key.split(".")
         for part in parts[:-1]:
@@ -224,3 +240,48 @@ def dataclass_from_args(
     data = dict(base or {})
     data.update({k: v for k, v in vars(args).items() if k in names})
     return from_dict(cls, data)
+
+
+# ---------------------------------------------------------------------------- recorded paths
+
+
+def local_spec_path(spec: str | None) -> str | None:
+    """The absolute path (``~`` expanded, ``..`` and symlinks resolved) of a model / data spec
+    that names an existing local path; ``None`` for a hub id, a named default (``smollm2-135m``),
+    a prefixed source (``gym:...``) or a missing path."""
+    if not spec:
+        return None
+    from shears.models import NAMED_DEFAULTS
+
+    if spec in NAMED_DEFAULTS:
+        return None
+    try:
+        p = Path(spec).expanduser()
+        return str(p.resolve()) if p.exists() else None
+    except (OSError, ValueError, RuntimeError):  # a name too long, a NUL byte, no home folder
+        return None
+
+
+def absolute_spec(spec: str | None, *, local: bool = False) -> str | None:
+    """``spec`` as an absolute path when it names a local path, else unchanged.
+
+    ``local=True``: ``spec`` is always a path (e.g. an output folder that need not exist yet).
+    """
+    if local and spec:
+        return str(Path(spec).expanduser().resolve())
+    return local_spec_path(spec) or spec
+
+
+def same_spec(a: str | None, b: str | None) -> bool:
+    """Whether two specs name the same input: equal, or the same path once made absolute."""
+    return a == b or (
+        isinstance(a, str) and isinstance(b, str) and absolute_spec(a) == absolute_spec(b)
+    )
+
+
+def recorded_path(given: str | None, absolute: str | None) -> str | None:
+    """The path to use for an input recorded both as given and as absolute: the absolute one when
+    it still exists (so a command works from any folder), else the given one."""
+    if absolute and local_spec_path(absolute):
+        return absolute
+    return given

@@ -3,18 +3,22 @@ and target linears by name pattern, never by hard-coded paths."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
-import re
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from shears.errors import ShearsError
-from shears.utils import atomic_dir, resolve_device, resolve_dtype
+from shears.inputs import compile_regex
+from shears.outputs import atomic_output
+from shears.utils import resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +28,19 @@ except ImportError:  # pragma: no cover
     Conv1D = ()  # type: ignore[assignment]
 
 LINEAR_TYPES: tuple[type, ...] = (nn.Linear,) + ((Conv1D,) if isinstance(Conv1D, type) else ())
+
+GGUF_MAGIC = b"GGUF"
+# What loading a damaged or foreign model file raises (GGUF parsing raises ValueError, struct.error,
+# EOFError, KeyError; safetensors its own SafetensorError); turned into one-line ShearsErrors.
+LOAD_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ValueError,
+    EOFError,
+    KeyError,
+    IndexError,
+    struct.error,
+    SafetensorError,
+)
 
 
 @dataclass(frozen=True)
@@ -63,10 +80,13 @@ def validate_model_spec(spec: str, gguf_file: str | None = None) -> None:
     if p.suffix == ".gguf":
         if not p.is_file():
             raise ShearsError(f"GGUF file {spec!r} does not exist")
+        check_gguf_file(p)
         return
     if p.is_dir():
         if gguf_file and not (p / gguf_file).is_file():
             raise ShearsError(f"GGUF file {gguf_file!r} not found in {spec!r}")
+        if gguf_file:
+            check_gguf_file(p / gguf_file)
         if not gguf_file and not (p / "config.json").is_file():
             raise ShearsError(
                 f"model folder {spec!r} has no config.json (is it a Hugging Face model folder?)"
@@ -80,6 +100,26 @@ def validate_model_spec(spec: str, gguf_file: str | None = None) -> None:
             f"model {spec!r} not found: expected a local model folder, a .gguf file, a hub id "
             f"(org/name) or one of: {', '.join(NAMED_DEFAULTS)}"
         )
+
+
+def check_gguf_file(path: Path) -> None:
+    """A GGUF file starts with the magic bytes ``GGUF``; anything else is a one-line error."""
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(len(GGUF_MAGIC))
+    except OSError as exc:
+        raise ShearsError(f"GGUF file {str(path)!r} cannot be read: {exc.strerror or exc}") from exc
+    if magic != GGUF_MAGIC:
+        raise ShearsError(
+            f"{str(path)!r} is not a GGUF file (it does not start with the magic bytes "
+            f"{GGUF_MAGIC!r}, but {magic!r}); give a .gguf model file, a Hugging Face model "
+            "folder or a hub id"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _resolve_named_default(name: str) -> Path:
@@ -131,8 +171,11 @@ def load_model(
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dt, **kwargs)
         tok = AutoTokenizer.from_pretrained(path, **kwargs)
-    except OSError as exc:
-        raise ShearsError(f"could not load model {spec!r}: {exc}") from exc
+    except LOAD_ERRORS as exc:
+        # a damaged or foreign file (bad GGUF, truncated safetensors, broken config.json...)
+        raise ShearsError(
+            f"could not load model {spec!r} (damaged or not a model file?): {_first_line(exc)}"
+        ) from exc
     if getattr(model.config, "quantization_config", None) is not None and gguf_file:
         # GGUF weights are dequantised on load; the model is an ordinary float model now.
         del model.config.quantization_config
@@ -152,11 +195,147 @@ def save_model(
         del model.config.quantization_config
     if hasattr(model, "hf_quantizer"):
         model.hf_quantizer = None
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_output(out_dir, "model", overwrite=overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
     return Path(out_dir)
+
+
+# ---------------------------------------------------------------------------- context length
+
+# Config keys holding a model's context length, most common first (GPT-2 maps
+# max_position_embeddings to n_positions through its attribute_map).
+POSITION_KEYS = (
+    "max_position_embeddings",
+    "n_positions",
+    "n_ctx",
+    "max_sequence_length",
+    "max_seq_len",
+    "seq_length",
+    "context_length",
+)
+
+
+@dataclass(frozen=True)
+class ContextLimit:
+    """The most token positions a model holds (learned position embeddings) or was trained for
+    (RoPE), and the config key that says so."""
+
+    positions: int
+    key: str
+
+
+def _limit_of_config(config: object) -> ContextLimit | None:
+    get_text = getattr(config, "get_text_config", None)
+    if callable(get_text):
+        try:
+            config = get_text(decoder=True)
+        except (TypeError, ValueError):
+            config = get_text()
+    aliases = getattr(config, "attribute_map", {}) or {}
+    for key in POSITION_KEYS:
+        value = getattr(config, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return ContextLimit(value, aliases.get(key, key))
+    return None
+
+
+def _read_config(path: str | Path, kwargs: dict, strict: bool) -> object | None:
+    """The config from config.json or GGUF metadata (never weights, never the network); ``None``
+    when unreadable, or a ShearsError naming the model when ``strict``."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path, local_files_only=True, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - a peek: without strict, loading reports the error
+        if strict:
+            name = Path(path) / kwargs["gguf_file"] if kwargs.get("gguf_file") else path
+            raise ShearsError(
+                f"could not read the model config of {str(name)!r} (damaged or not a model "
+                f"file?): {_first_line(exc)}"
+            ) from exc
+        return None
+
+
+@functools.lru_cache(maxsize=16)
+def _gguf_config(
+    folder: str, gguf_file: str, stamp: tuple[int, int], trust_remote_code: bool, strict: bool
+) -> object | None:
+    """GGUF metadata takes seconds to parse: cached per file (``stamp``: mtime and size)."""
+    kwargs = {"gguf_file": gguf_file, "trust_remote_code": trust_remote_code}
+    return _read_config(folder, kwargs, strict)
+
+
+def model_config(
+    spec: str, gguf_file: str | None = None, trust_remote_code: bool = False, strict: bool = False
+) -> object | None:
+    """The config of a model spec (as :func:`load_model` takes it) without loading weights.
+
+    ``None`` when it cannot be read without loading the model (a hub id not in the local cache,
+    the named default before its first conversion). ``strict``: a local folder or .gguf file whose
+    config cannot be read is a ShearsError."""
+    path: str | Path = spec
+    local = False
+    if spec in NAMED_DEFAULTS:
+        nd = NAMED_DEFAULTS[spec]
+        path = cache_dir() / "models" / spec
+        if not (path / "config.json").is_file():
+            found = importlib.util.find_spec(nd.package)
+            if found is None or found.origin is None:
+                return None
+            path, gguf_file = Path(found.origin).parent, nd.gguf_file
+    elif spec.endswith(".gguf"):
+        path, gguf_file, local = Path(spec).parent, Path(spec).name, True
+    else:
+        local = Path(spec).is_dir()
+    if gguf_file:
+        try:
+            st = (Path(path) / gguf_file).stat()
+        except OSError:
+            return None
+        stamp = (st.st_mtime_ns, st.st_size)
+        return _gguf_config(str(path), gguf_file, stamp, trust_remote_code, strict and local)
+    return _read_config(path, {"trust_remote_code": trust_remote_code}, strict and local)
+
+
+def model_skeleton(
+    spec: str, gguf_file: str | None = None, trust_remote_code: bool = False
+) -> nn.Module | None:
+    """The model's modules on the meta device (no weights, no memory), built from its config, to
+    check module patterns before loading; ``None`` where the config cannot be read without
+    loading. A local model whose config is unreadable is a ShearsError."""
+    from transformers import AutoModelForCausalLM
+
+    config = model_config(spec, gguf_file, trust_remote_code, strict=True)
+    if config is None:
+        return None
+    try:
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    except Exception:  # noqa: BLE001 - an unusual architecture: the checks run after loading
+        return None
+
+
+def max_positions(
+    source: nn.Module | object | str,
+    gguf_file: str | None = None,
+    trust_remote_code: bool = False,
+) -> ContextLimit | None:
+    """The maximum positions of a model (``max_position_embeddings``, ``n_positions``, ``n_ctx``,
+    ...): ``source`` is a loaded model (a PEFT wrapper too), its config, or a model spec as
+    :func:`load_model` takes it.
+
+    A spec is read without weights where possible (a folder's config.json, a GGUF file's or the
+    named default's metadata, a hub id already in the local cache). ``None``: the architecture
+    has no limit, or (for a spec) its config cannot be read without loading the model; stages
+    then check again right after loading it.
+    """
+    if isinstance(source, str):
+        config = model_config(source, gguf_file, trust_remote_code)
+        return _limit_of_config(config) if config is not None else None
+    config = getattr(source, "config", None) if isinstance(source, nn.Module) else source
+    return _limit_of_config(config) if config is not None else None
 
 
 # ---------------------------------------------------------------------------- structure
@@ -191,7 +370,7 @@ def pattern_matches(pattern: str, name: str) -> bool:
     """``re:<regex>`` full-matches ``name``; otherwise ``pattern`` matches a dotted suffix of
     ``name`` (``q_proj`` matches ``model.layers.0.self_attn.q_proj``)."""
     if pattern.startswith("re:"):
-        return re.fullmatch(pattern[3:], name) is not None
+        return compile_regex(pattern[3:], f"pattern {pattern!r}").fullmatch(name) is not None
     return name == pattern or name.endswith("." + pattern)
 
 

@@ -155,7 +155,7 @@ def check_output(
 
     Raises a one-line :class:`ShearsError` for a file, a protected folder, an overlap with an
     input, a non-empty folder that ``stage`` did not write, and an existing output of ``stage``
-    without ``overwrite`` / ``resume``.
+    without ``overwrite`` / ``resume``. Removes what killed runs left beside it (:func:`clean_stale`).
     """
     given = str(path)
     if not given.strip():
@@ -193,6 +193,7 @@ def check_output(
                 f"{flag} {given!r} already exists (a `shears {stage}` output); pass --overwrite "
                 "to replace it or choose another folder"
             )
+    clean_stale(out)
     return out
 
 
@@ -288,7 +289,6 @@ def atomic_output(
     after a kill by the next run (:func:`clean_stale`).
     """
     out = check_output(path, stage, overwrite=overwrite, inputs=inputs)
-    clean_stale(out)
     tmp = temp_sibling(out)
     try:
         yield tmp

@@ -169,3 +169,73 @@ def test_bad_layer_arguments():
     layer = ElasticLoRALinear(nn.Linear(2, 2), r_max=2, alpha=1.0)
     with pytest.raises(ValueError, match="outside"):
         layer.active_rank = 3
+
+
+def _held_tensors(layer: ElasticLoRALinear) -> list[str]:
+    """Names of the plain tensor attributes a layer holds besides its parameters and buffers."""
+    return [k for k, v in vars(layer).items() if isinstance(v, torch.Tensor)]
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_merge_keeps_no_delta_copy_and_unmerge_is_exact(sparse, transposed):
+    """merge() holds no (out, in) copy of the delta; unmerge() recomputes it with the same mask,
+    even where the merge turned a base non-zero into an exact zero (which leaves the mask)."""
+    from transformers.pytorch_utils import Conv1D
+
+    torch.manual_seed(0)
+    out_f, in_f = 8, 16
+    base = Conv1D(out_f, in_f) if transposed else nn.Linear(in_f, out_f, bias=False)
+    with torch.no_grad():
+        base.weight.normal_()
+        base.weight[base.weight.abs() < 0.5] = 0.0  # a sparse base
+    w0 = base.weight.detach().clone()
+    w_oi = w0.t() if transposed else w0  # (out, in)
+    layer = ElasticLoRALinear(copy.deepcopy(base), r_max=2, alpha=2.0, sparse_adapter=sparse)
+    i, j = (w_oi != 0).nonzero()[0].tolist()  # a non-zero base weight that the delta cancels
+    with torch.no_grad():
+        layer.lora_A.zero_()
+        layer.lora_B.zero_()
+        layer.lora_A[0, j] = 1.0
+        layer.lora_B[i, 0] = -float(w_oi[i, j])  # scaling alpha / r_max = 1: delta[i, j] = -w
+        layer.lora_A[1].normal_()
+        layer.lora_B[:, 1].normal_()
+        layer.lora_B[i, 1] = 0.0  # row i's delta is exactly -w[i, j] at column j
+    x = torch.randn(5, in_f)
+    before = layer(x)
+    layer.merge()
+    merged_w = layer.base_layer.weight
+    assert float((merged_w.t() if transposed else merged_w)[i, j]) == 0.0
+    assert _held_tensors(layer) == [] or all(
+        getattr(layer, k).numel() < merged_w.numel() // 4 for k in _held_tensors(layer)
+    ), "merge kept a full copy of the delta"
+    assert torch.allclose(layer(x), before, atol=1e-5)
+    layer.unmerge()
+    assert not layer.merged
+    assert torch.allclose(layer.base_layer.weight, w0, atol=1e-6)
+    assert torch.equal(layer.base_layer.weight == 0, w0 == 0)  # the zeroed weight is back
+    assert torch.allclose(layer(x), before, atol=1e-5)
+    # merge -> unmerge twice more: no drift
+    for _ in range(2):
+        layer.merge(keep_sparsity=True)
+        layer.unmerge()
+    assert torch.allclose(layer.base_layer.weight, w0, atol=1e-6)
+
+
+def test_bf16_base_merge_unmerge_roundtrip():
+    torch.manual_seed(0)
+    base = nn.Linear(16, 8, bias=False).to(torch.bfloat16)
+    w0 = base.weight.detach().clone()
+    layer = ElasticLoRALinear(base, r_max=4, alpha=8.0, sparse_adapter=True, dtype=torch.float32)
+    with torch.no_grad():
+        layer.lora_B.normal_()
+    x = torch.randn(3, 16, dtype=torch.bfloat16)
+    y = layer(x)  # fp32 adapter on a bf16 base: cast at the matmul
+    assert y.dtype == torch.bfloat16
+    layer.merge()
+    assert torch.allclose(layer(x).float(), y.float(), atol=0.1)
+    layer.unmerge()
+    # exactly what adding, then subtracting the same bf16 delta gives (bf16 rounds w + d)
+    d = layer.delta_weight().to(torch.bfloat16)
+    assert torch.equal(layer.base_layer.weight, (w0 + d) - d)
+    assert not _held_tensors(layer)

@@ -89,6 +89,7 @@ def test_card_numbers_hand_made(tmp_path, tiny_tokenizer):
     assert saved["sub_adapter"]["details"]["best_score"] == 1.234
     assert json.loads((out / "export_config.json").read_text())["sub_adapter"] == str(search)
     assert sorted(f.name for f in out.iterdir()) == [
+        ".shears-output.json",
         "README.md",
         "adapter_config.json",
         "adapter_model.safetensors",

@@ -39,8 +39,9 @@ def test_existing_output_needs_overwrite(adapter_setup, no_model_load):
     out = tmp / "out"
     out.mkdir()
     (out / "old.txt").write_text("x")
-    with pytest.raises(ShearsError, match="already exists; pass --overwrite"):
-        run_export(_cfg(adapter, out))
+    for overwrite in (False, True):  # not written by shears: never replaced
+        with pytest.raises(ShearsError, match="not written by shears"):
+            run_export(_cfg(adapter, out, overwrite=overwrite))
     assert (out / "old.txt").is_file()
 
 

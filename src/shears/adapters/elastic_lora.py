@@ -70,7 +70,10 @@ class ElasticLoRALinear(nn.Module):
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.active_rank = r_max
         self.merged = False
-        self._merged_delta: torch.Tensor | None = None
+        # how the merged delta was built, to recompute it on unmerge (no (out, in) copy is kept):
+        # masked or not, and the (few) base non-zeros that the merge turned into exact zeros
+        self._merged_keep = False
+        self._merged_zeroed: torch.Tensor | None = None  # (k, 2) indices into (out, in)
 
     @torch.no_grad()
     def reset_lora_parameters(self) -> None:
@@ -127,28 +130,46 @@ class ElasticLoRALinear(nn.Module):
         return y + (F.linear(h, b) * self.scaling).to(y.dtype)  # (..., out)
 
     # ------------------------------------------------------------------ merge
+    def _merge_delta(self, mask: torch.Tensor | None) -> torch.Tensor:
+        """The active delta in the base weight's orientation and dtype (a temporary)."""
+        delta = lora_delta(self.lora_A, self.lora_B, self.active_rank, self.scaling, mask)
+        w = self.base_layer.weight
+        return (delta.t() if self.transposed else delta).to(w.dtype)
+
     @torch.no_grad()
     def merge(self, keep_sparsity: bool | None = None) -> None:
         """Add the active delta into the base weight. ``keep_sparsity`` (default: the layer's
-        ``sparse_adapter``) masks the delta with the base's non-zero mask first."""
+        ``sparse_adapter``) masks the delta with the base's non-zero mask first.
+
+        No copy of the delta is kept (it would double the memory of the target weights):
+        :meth:`unmerge` recomputes it from A, B and the same mask, so the adapter weights and the
+        active rank must not change while merged.
+        """
         if self.merged:
             return
         keep = self.sparse_adapter if keep_sparsity is None else keep_sparsity
         mask = self.weight_mask() if keep else None
-        delta = lora_delta(self.lora_A, self.lora_B, self.active_rank, self.scaling, mask)
-        w = self.base_layer.weight
-        d = (delta.t() if self.transposed else delta).to(w.dtype)
-        w.add_(d)
-        self._merged_delta = d
+        self.base_layer.weight.add_(self._merge_delta(mask))
+        self._merged_zeroed = None
+        if mask is not None:  # base non-zeros that became exactly 0 leave the recomputed mask
+            zeroed = (mask & ~self.weight_mask()).nonzero()  # (k, 2) in (out, in)
+            self._merged_zeroed = zeroed if len(zeroed) else None
+        self._merged_keep = keep
         self.merged = True
 
     @torch.no_grad()
     def unmerge(self) -> None:
-        """Undo :meth:`merge` (exactly, by subtracting the delta that was added)."""
+        """Undo :meth:`merge` by subtracting the recomputed delta (same rank, same mask)."""
         if not self.merged:
             return
-        self.base_layer.weight.sub_(self._merged_delta)
-        self._merged_delta = None
+        mask = None
+        if self._merged_keep:
+            mask = self.weight_mask()
+            if self._merged_zeroed is not None:
+                mask[self._merged_zeroed[:, 0], self._merged_zeroed[:, 1]] = True
+        self.base_layer.weight.sub_(self._merge_delta(mask))
+        self._merged_zeroed = None
+        self._merged_keep = False
         self.merged = False
 
     def extra_repr(self) -> str:

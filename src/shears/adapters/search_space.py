@@ -7,7 +7,6 @@ decoder block ``[q_proj, k_proj, v_proj]``, ``[up_proj]``, ``[down_proj]`` with 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from torch import nn
 from shears.adapters.elastic_lora import ElasticLoRALinear
 from shears.config import field
 from shears.errors import ShearsError
+from shears.inputs import check_name_patterns, read_json_file
 from shears.models import find_decoder_blocks, find_targets, in_out_features, pattern_matches
 
 Config = dict[str, int]
@@ -73,6 +73,9 @@ class SpaceConfig:
         for g in self.groups:
             if not g:
                 raise ShearsError("a group in 'groups' is empty; give it at least one pattern")
+        check_name_patterns(self.targets, "targets")
+        for g in self.groups:
+            check_name_patterns(g, "groups")
 
     @classmethod
     def from_file(cls, path: str | Path) -> SpaceConfig:
@@ -131,10 +134,15 @@ class SearchSpace:
         targets = find_targets(model, cfg.targets)
         groups: list[Group] = []
         for pattern_group in cfg.groups:
-            if not any(pattern_matches(p, n) for n in targets for p in pattern_group):
-                raise ShearsError(
-                    f"group {pattern_group} matches no target module; targets are {cfg.targets}"
-                )
+            for p in pattern_group:
+                if not any(pattern_matches(p, n) for n in targets):
+                    examples = sorted({n[len(prefix) + 1 :].split(".", 1)[-1] for n in targets})
+                    raise ShearsError(
+                        f"groups pattern {p!r} of group {pattern_group} matches no target "
+                        f"module; targets {cfg.targets} give, per block: {', '.join(examples)} "
+                        f"(e.g. {next(iter(targets))!r}): fix the pattern or leave it out of "
+                        "--groups"
+                    )
         for i in range(len(blocks)):
             block_prefix = f"{prefix}.{i}."
             in_block = [n for n in targets if n.startswith(block_prefix)]
@@ -178,11 +186,19 @@ class SearchSpace:
         atomic_write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | Path) -> SearchSpace:
-        p = Path(path)
-        if not p.is_file():
-            raise ShearsError(f"search space file {str(p)!r} does not exist")
-        return cls.from_dict(json.loads(p.read_text()))
+    def load(cls, path: str | Path, what: str = "search space file") -> SearchSpace:
+        """Read a ``search_space.json``; ``what`` names the flag or file in errors."""
+        where = f"{what} {str(path)!r}"
+        data = read_json_file(path, what, expect=dict)
+        try:
+            return cls.from_dict(data)
+        except ShearsError as exc:
+            raise ShearsError(f"{where}: {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise ShearsError(
+                f"{where} is not a search space (expected 'groups' of {{name, modules, widths}} "
+                f"and 'module_dims'): {type(exc).__name__} {exc}"
+            ) from exc
 
     # ------------------------------------------------------------------ configs
     @property

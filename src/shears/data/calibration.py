@@ -18,7 +18,6 @@ Memory stays bounded: texts are read lazily and tokenised until ``max_tokens`` t
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 
 from shears.errors import ShearsError
+from shears.inputs import check_text_file, iter_text_lines, parse_json, read_text_file
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,8 @@ def validate_source(source: str, what: str = "--calibration") -> None:
             f"{what} {source!r} does not exist (expected 'default', a text/JSON/JSONL file, "
             "a datasets folder or a datasets name)"
         )
+    if kind in ("text", "json"):  # binary or non-UTF-8 content fails here, before any model
+        check_text_file(Path(source).expanduser(), what)
     if kind == "default":
         import importlib.util
 
@@ -112,17 +114,17 @@ def default_texts(split: str = "calibration", seed: int = 0) -> Iterator[str]:
             yield f"{item['question'].strip()}\n\n{answer}"
 
 
-def _text_file_chunks(path: Path) -> Iterator[str]:
-    """The file in chunks of whole lines of about ``_TEXT_CHUNK_CHARS`` characters."""
+def _text_file_chunks(path: Path, what: str = "--calibration") -> Iterator[str]:
+    """The file in chunks of whole lines of about ``_TEXT_CHUNK_CHARS`` characters; binary or
+    non-UTF-8 content is a ShearsError (never silently replaced)."""
     buf: list[str] = []
     size = 0
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            buf.append(line)
-            size += len(line)
-            if size >= _TEXT_CHUNK_CHARS:
-                yield "".join(buf)
-                buf, size = [], 0
+    for line in iter_text_lines(path, what):
+        buf.append(line)
+        size += len(line)
+        if size >= _TEXT_CHUNK_CHARS:
+            yield "".join(buf)
+            buf, size = [], 0
     if buf:
         yield "".join(buf)
 
@@ -138,18 +140,15 @@ def _record_text(rec: object, text_field: str, where: str, i: int) -> str:
     )
 
 
-def _json_texts(path: Path, text_field: str) -> Iterator[str]:
+def _json_texts(path: Path, text_field: str, what: str = "--calibration") -> Iterator[str]:
     where = str(path)
-    try:
-        if path.suffix == ".jsonl":
-            with path.open(encoding="utf-8") as fh:
-                for i, line in enumerate(fh):
-                    if line.strip():
-                        yield _record_text(json.loads(line), text_field, where, i)
-            return
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ShearsError(f"{where} is not valid JSON: {exc}") from exc
+    if path.suffix == ".jsonl":
+        for i, line in enumerate(iter_text_lines(path, what)):
+            if line.strip():
+                rec = parse_json(line, f"{what} {where!r} line {i + 1}")
+                yield _record_text(rec, text_field, where, i)
+        return
+    rows = parse_json(read_text_file(path, what), f"{what} {where!r}")
     if isinstance(rows, dict) and isinstance(rows.get("data"), list):
         rows = rows["data"]
     if not isinstance(rows, list):
@@ -207,9 +206,9 @@ def iter_texts(
         return default_texts(default_split, seed)
     path = Path(source).expanduser()
     if kind == "text":
-        return _text_file_chunks(path)
+        return _text_file_chunks(path, what)
     if kind == "json":
-        return _json_texts(path, text_field)
+        return _json_texts(path, text_field, what)
     return _dataset_texts(source, dataset_config, dataset_split, text_field, seed)
 
 

@@ -7,13 +7,13 @@ scoring, may be empty), plus ``template`` where the source has one (for splittin
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from pathlib import Path
 from typing import Any
 
 from shears.errors import ShearsError
+from shears.inputs import parse_json, read_text_file
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +36,15 @@ def read_json_rows(path: str | Path) -> list[dict]:
     where = f"data file {str(p)!r}"
     if not p.is_file():
         raise ShearsError(f"{where} does not exist")
-    text = p.read_text()
-    try:
-        if p.suffix == ".jsonl":
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            rows = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ShearsError(f"{where} is not valid JSON: {exc}") from exc
+    text = read_text_file(p, "data file")
+    if p.suffix == ".jsonl":
+        rows = [
+            parse_json(line, f"{where} line {i + 1}")
+            for i, line in enumerate(text.splitlines())
+            if line.strip()
+        ]
+    else:
+        rows = parse_json(text, where)
     if isinstance(rows, dict) and isinstance(rows.get("data"), list):
         rows = rows["data"]
     if not isinstance(rows, list) or not rows:

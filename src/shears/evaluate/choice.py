@@ -12,6 +12,7 @@ ASCII choices ``acc_norm == acc_bytes``.
 from __future__ import annotations
 
 import inspect
+import logging
 
 import torch
 import torch.nn.functional as F
@@ -19,17 +20,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from shears.data.prompts import format_prompt
+from shears.errors import ShearsError
 from shears.evaluate.extract import extract_answer_word
 from shears.evaluate.generate import generate_answers, model_device, pad_left
+from shears.models import max_positions
 
-
-def _max_length(model: nn.Module) -> int | None:
-    cfg = getattr(model, "config", None)
-    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        v = getattr(cfg, key, None)
-        if isinstance(v, int) and v > 0:
-            return v
-    return None
+logger = logging.getLogger(__name__)
 
 
 def _accepts(model: nn.Module, name: str) -> bool:
@@ -151,11 +147,16 @@ def loglikelihoods(
     template holds them); the continuation without. With ``share_context`` the requests that
     share a context (the choices of one question) run that context once and score every
     continuation from its KV cache (``batch_size`` contexts per forward); otherwise, and for
-    requests longer than the model's positions (they lose context tokens from the left), every
-    sequence runs whole (``batch_size`` sequences per forward). Results in input order.
+    requests longer than the model's positions, every sequence runs whole (``batch_size``
+    sequences per forward). Results in input order.
+
+    Context + continuation longer than the model's maximum positions: the context is cut from the
+    left (a warning counts such requests); a continuation that alone leaves no position for a
+    context token is a ShearsError.
     """
     special = style != "chat"
-    max_len = _max_length(model)
+    limit = max_positions(model)
+    max_len = limit.positions if limit is not None else None
     share_context = (
         share_context and _cache_keyword(model) is not None and _accepts(model, "position_ids")
     )
@@ -163,18 +164,34 @@ def loglikelihoods(
     ctx_ids: dict[str, list[int]] = {}
     groups: dict[str, list[tuple[int, list[int]]]] = {}  # context -> [(request index, cont ids)]
     whole: list[tuple[int, list[int], int]] = []  # (request index, ids, n_continuation)
+    cut = 0
     for i, (ctx, cont) in enumerate(requests):
         if ctx not in ctx_ids:
             ctx_ids[ctx] = tokenizer(ctx, add_special_tokens=special)["input_ids"]
         cont_ids = tokenizer(cont, add_special_tokens=False)["input_ids"]
         if not cont_ids:
             raise ValueError(f"continuation {cont!r} encodes to no tokens")
+        if max_len is not None and len(cont_ids) >= max_len:
+            raise ShearsError(
+                f"the choice {cont.strip()[:40]!r} is {len(cont_ids)} tokens: with a context it "
+                f"exceeds the model's {max_len} positions ({limit.key}); shorten the choices"
+            )
         ids = ctx_ids[ctx] + cont_ids
         fits = max_len is None or len(ids) <= max_len
+        cut += not fits
         if share_context and fits and ctx_ids[ctx]:
             groups.setdefault(ctx, []).append((i, cont_ids))
         else:
             whole.append((i, ids if fits else ids[-max_len:], len(cont_ids)))
+    if cut:
+        logger.warning(
+            "%d of %d multiple-choice requests (context + choice) are longer than the model's %d "
+            "positions (%s): their contexts were cut from the left",
+            cut,
+            len(requests),
+            max_len,
+            limit.key,
+        )
     out: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
     was_training = model.training
     model.eval()

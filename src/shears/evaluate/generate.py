@@ -1,7 +1,10 @@
 """Greedy batched generation with left padding and the KV cache (``model.generate``).
 
 Prompts are sorted by length before batching (less padding), and answers come back in the input
-order. Left padding plus the attention mask make a prompt's answer independent of its batch
+order. Prompt + ``max_new_tokens`` must fit the model's maximum positions: ``max_new_tokens`` at or
+above them is a ShearsError; a prompt longer than the rest is cut from the left (its last tokens,
+next to where the answer starts, are kept, as lm-evaluation-harness does) and a warning counts
+them. Left padding plus the attention mask make a prompt's answer independent of its batch
 neighbours, so batch size changes speed, not answers (up to float rounding).
 """
 
@@ -14,8 +17,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from shears.context import check_length
 from shears.data.prompts import check_style, format_prompt
 from shears.evaluate.extract import ALPACA_STOP, clean_output
+from shears.models import ContextLimit, max_positions
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +32,7 @@ class GenerationResult:
     texts: list[str]
     new_tokens: int = 0
     per_example_tokens: list[int] = field(default_factory=list)
+    truncated_prompts: int = 0
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -43,6 +49,32 @@ def build_prompts(examples: list[dict], style: str, tokenizer) -> list[str]:
 def _encode(tokenizer, prompts: list[str], style: str) -> list[list[int]]:
     special = style != "chat"  # a chat template already carries its special tokens
     return [tokenizer(p, add_special_tokens=special)["input_ids"] for p in prompts]
+
+
+def fit_prompts(
+    encoded: list[list[int]], max_new_tokens: int, limit: ContextLimit | None
+) -> tuple[list[list[int]], int]:
+    """``(prompts, cut)``: each prompt cut from the left to ``limit - max_new_tokens`` tokens, and
+    how many were cut (logged as a warning). ``max_new_tokens`` that leaves no position for a
+    prompt is a ShearsError; ``limit`` None (no limit) changes nothing."""
+    if limit is None:
+        return encoded, 0
+    check_length(max_new_tokens, "--max-new-tokens", limit, reserve=1)
+    room = limit.positions - max_new_tokens
+    cut = sum(len(e) > room for e in encoded)
+    if cut:
+        logger.warning(
+            "%d of %d prompts are longer than the model's %d positions (%s) less "
+            "--max-new-tokens %d: cut from the left to their last %d tokens",
+            cut,
+            len(encoded),
+            limit.positions,
+            limit.key,
+            max_new_tokens,
+            room,
+        )
+        encoded = [e[-room:] if len(e) > room else e for e in encoded]
+    return encoded, cut
 
 
 def pad_left(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,7 +104,8 @@ def generate(
     """Greedy continuations of ``prompts`` (already formatted), batched with left padding.
 
     ``stop_strings`` end a sequence early (a finished row is padded while the batch goes on).
-    Returns the raw decoded continuations in input order.
+    Prompts longer than the model's positions less ``max_new_tokens`` are cut from the left
+    (:func:`fit_prompts`). Returns the raw decoded continuations in input order.
     """
     from transformers import GenerationConfig
 
@@ -85,7 +118,9 @@ def generate(
     eos_id = tokenizer.eos_token_id
     if pad_id is None:
         pad_id = eos_id if eos_id is not None else 0
-    encoded = _encode(tokenizer, prompts, style)
+    encoded, cut = fit_prompts(
+        _encode(tokenizer, prompts, style), max_new_tokens, max_positions(model)
+    )
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))  # longest first
     gen_cfg = GenerationConfig(
         max_new_tokens=max_new_tokens,
@@ -123,7 +158,7 @@ def generate(
     finally:
         bar.close()
         model.train(was_training)
-    return GenerationResult(texts, sum(counts), counts)
+    return GenerationResult(texts, sum(counts), counts, cut)
 
 
 def default_stop_strings(style: str) -> list[str]:

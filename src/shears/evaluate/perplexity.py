@@ -9,6 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shears.context import check_length
+from shears.models import max_positions
+
 
 def _as_stream(tokenizer: object, texts_or_ids: object) -> torch.Tensor:
     """A 1-D LongTensor of ids from a string, a list of strings (joined by EOS) or ids."""
@@ -41,7 +44,9 @@ def perplexity(
 
     Each window scores only the tokens the previous window did not (``stride == seqlen``, the
     default, gives disjoint windows; a smaller stride gives every token more context).
+    ``seqlen`` above the model's maximum positions is a ShearsError.
     """
+    check_length(seqlen, "seqlen", max_positions(model))
     stride = stride or seqlen
     if not 0 < stride <= seqlen:
         raise ValueError(f"stride {stride} must be in [1, seqlen={seqlen}]")

@@ -19,9 +19,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from shears.config import field, to_dict
+from shears.context import check_eval_context
 from shears.data.prompts import PROMPT_STYLES
 from shears.errors import ShearsError
 from shears.evaluate.tasks import TaskSpec, load_task_data, parse_task
+from shears.inputs import read_json_file
+from shears.models import max_positions
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +51,8 @@ class EvalConfig:
         ["gsm_symbolic", "gsm_symbolic_mc"],
         help="tasks: presets (gsm_symbolic, gsm_symbolic_mc, ppl, gsm8k...), <kind>:<file.json>, "
         "<kind>:gym:<generator>, <kind>:hf:<dataset>[:<config>], lmeval:<task>; kinds: math, "
-        "letter, mc, mc_gen, ppl",
+        "letter, mc, mc_gen, ppl (mc: a question + choice longer than the model's maximum "
+        "positions loses question tokens from the left, with a warning)",
     )
     output_dir: str = field("runs/eval", help="where eval_results.json and predictions.jsonl go")
     overwrite: bool = field(False, help="replace results already in --output-dir")
@@ -57,11 +61,18 @@ class EvalConfig:
         help="alpaca or chat; must match training (default: the adapter's train_config.json, "
         "else alpaca)",
     )
-    max_new_tokens: int = field(256, help="generated tokens per answer (math, mc_gen)")
+    max_new_tokens: int = field(
+        256,
+        help="generated tokens per answer (math, mc_gen); must be below the model's maximum "
+        "positions, and a prompt longer than the rest is cut from the left (a warning counts "
+        "them)",
+    )
     batch_size: int = field(16, help="prompts per generation / scoring batch")
     limit: int | None = field(None, help="examples per task (default: all)")
     gym_size: int = field(200, help="problems generated for reasoning-gym tasks without --limit")
-    ppl_seqlen: int = field(512, help="perplexity window length (tokens)")
+    ppl_seqlen: int = field(
+        512, help="perplexity window length (tokens), at most the model's maximum positions"
+    )
     ppl_stride: int | None = field(None, help="perplexity window stride (default: seqlen)")
     ppl_max_tokens: int = field(16384, help="held-out tokens scored for perplexity")
     lmeval_include_path: str | None = field(
@@ -214,6 +225,7 @@ def evaluate_model(
     cfg = cfg or EvalConfig(tasks=list(tasks) if tasks else ["gsm_symbolic"])
     style = prompt_style or cfg.prompt_style or "alpaca"
     specs = [parse_task(t) for t in (tasks if tasks is not None else cfg.tasks)]
+    check_eval_context(cfg, specs, max_positions(model))
     if data is None:
         data = prepare_tasks(specs, cfg)
     start = time.perf_counter()
@@ -251,6 +263,7 @@ def adapter_kind(path: str) -> str:
     if (d / META).is_file():
         return "super"
     if (d / "adapter_config.json").is_file():
+        read_json_file(d / "adapter_config.json", "PEFT adapter config", expect=dict)
         return "peft"
     raise ShearsError(
         f"{path!r} is neither a Shears super-adapter ({META}) nor a PEFT adapter "
@@ -259,10 +272,7 @@ def adapter_kind(path: str) -> str:
 
 
 def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ShearsError(f"{what} {str(path)!r} is not readable JSON: {exc}") from exc
+    return read_json_file(path, what)
 
 
 def _unwrap_config(data: Any) -> Any:
@@ -361,16 +371,12 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     from shears import __version__
     from shears.evaluate.sparsity import count_nonzero_parameters
     from shears.models import load_model, validate_model_spec
-    from shears.utils import atomic_write_json, atomic_write_text, check_output_dir, peak_memory
+    from shears.outputs import check_output, claim
+    from shears.utils import atomic_write_json, atomic_write_text, peak_memory
 
     t_start = time.perf_counter()
-    out = Path(cfg.output_dir)
-    if (out / RESULTS_FILE).exists() and not cfg.overwrite:
-        raise ShearsError(
-            f"{str(out / RESULTS_FILE)!r} already exists; pass --overwrite to replace it"
-        )
-    if out.exists() and not out.is_dir():
-        check_output_dir(out, False)
+    reads = [cfg.model, cfg.adapter, cfg.sub_adapter, *(s.path for s in cfg.task_specs())]
+    out = check_output(cfg.output_dir, "eval", overwrite=cfg.overwrite, inputs=reads)
     validate_model_spec(cfg.model, cfg.gguf_file)
     # --- everything checkable without the model, before loading it
     sub_label, sub_config, space = None, None, None
@@ -385,6 +391,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
             logger.warning("--sub-adapter is ignored for a PEFT adapter (its ranks are fixed)")
     style = cfg.prompt_style or find_prompt_style(cfg.adapter) or "alpaca"
     specs = cfg.task_specs()
+    check_eval_context(cfg, specs, max_positions(cfg.model, cfg.gguf_file))  # before the data
     data = prepare_tasks(specs, cfg)
     # --- model
     logger.info("loading %s", cfg.model)
@@ -440,6 +447,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         for name, recs in predictions.items()
         for i, rec in enumerate(recs)
     ]
+    claim(out, "eval", [PREDICTIONS_FILE, RESULTS_FILE])
     atomic_write_text(out / PREDICTIONS_FILE, "\n".join(lines) + ("\n" if lines else ""))
     atomic_write_json(out / RESULTS_FILE, results)
     logger.info(

@@ -160,6 +160,14 @@ def merge_adapter(model: nn.Module, keep_sparsity: bool | None = None) -> MergeS
         else (0.0 if report_outside else None),
     )
     (logger.info if keep else logger.warning)("%s", stats.summary())
+    if report_outside and stats.outside_mask_delta_rel:
+        logger.warning(
+            "the masked merge drops %.1f %% of the adapter's update (Frobenius norm of the delta "
+            "outside the base's non-zero mask): the adapter was not trained mask-aware, so the "
+            "merged model differs from the sub-adapter; train with --sparse-adapter, or merge "
+            "with --no-keep-sparsity (dense) or use the unmerged adapter",
+            100 * stats.outside_mask_delta_rel,
+        )
     return stats
 
 

@@ -8,7 +8,6 @@ Output folder:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict
@@ -19,8 +18,15 @@ import torch
 from torch import nn
 
 from shears.adapters.elastic_lora import ElasticLoRALinear, remove_elastic_lora
-from shears.adapters.io import WEIGHTS, load_super_adapter, peft_key, read_super_adapter_meta
+from shears.adapters.io import (
+    WEIGHTS,
+    load_super_adapter,
+    peft_key,
+    read_super_adapter_meta,
+    warn_if_other_base,
+)
 from shears.adapters.search_space import SearchSpace
+from shears.config import recorded_path
 from shears.errors import ShearsError
 from shears.export.config import ExportConfig
 from shears.export.merge import MergeStats, merge_adapter
@@ -33,6 +39,7 @@ from shears.export.report import (
     width_histogram,
 )
 from shears.export.select import SubAdapterChoice, resolve_sub_adapter
+from shears.inputs import read_json_file
 from shears.models import (
     count_parameters,
     find_targets,
@@ -42,7 +49,8 @@ from shears.models import (
     validate_model_spec,
     weight_out_in,
 )
-from shears.utils import atomic_dir, atomic_write_json, atomic_write_text, check_output_dir
+from shears.outputs import atomic_output, check_output
+from shears.utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +63,9 @@ PROBE_SHAPE = (2, 16)  # (batch, seq) of random tokens for the logit checks
 
 
 def _read_meta(adapter: str) -> dict[str, Any]:
-    from shears.adapters.io import META
+    from shears.adapters.io import read_adapter_meta
 
-    return json.loads((Path(adapter) / META).read_text())
+    return read_adapter_meta(adapter)
 
 
 def _check_weights_file(adapter: str, space: SearchSpace) -> None:
@@ -97,14 +105,16 @@ def _find_eval_results(cfg: ExportConfig) -> Path | None:
 def _load_eval(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ShearsError(f"evaluation results {str(path)!r} are not valid JSON: {exc}") from exc
+    data = read_json_file(path, "evaluation results")
     metrics = flatten_scalars(data)
     if not metrics:
         raise ShearsError(f"evaluation results {str(path)!r} hold no numbers to report")
     return {"file": str(path), "metrics": metrics}
+
+
+def export_inputs(cfg: ExportConfig) -> list[str | None]:
+    """What ``shears export`` reads: the output folder must not overlap any of it."""
+    return [cfg.adapter, cfg.model, cfg.sub_adapter, cfg.eval_results]
 
 
 def check_export(cfg: ExportConfig) -> tuple[Any, SearchSpace, SubAdapterChoice, str, dict]:
@@ -115,36 +125,29 @@ def check_export(cfg: ExportConfig) -> tuple[Any, SearchSpace, SubAdapterChoice,
     space_cfg, space = read_super_adapter_meta(cfg.adapter)
     meta = _read_meta(cfg.adapter)
     choice = resolve_sub_adapter(cfg.sub_adapter, space)
-    spec = cfg.model or meta.get("base_model")
+    # the base as recorded: its absolute path when it exists (works from any folder), else as given
+    spec = cfg.model or recorded_path(meta.get("base_model"), meta.get("base_model_path"))
     if not spec:
         raise ShearsError(
             f"adapter {cfg.adapter!r} records no base model: pass --model (the model it was "
             "trained on)"
         )
-    validate_model_spec(spec)
-    if cfg.model and meta.get("base_model") and not _same_model(cfg.model, meta["base_model"]):
-        logger.warning(
-            "the adapter was trained on %r but is exported on %r: make sure that is the same "
-            "(pruned) model",
-            meta["base_model"],
-            cfg.model,
-        )
+    try:
+        validate_model_spec(spec)
+    except ShearsError as exc:
+        if cfg.model:
+            raise
+        raise ShearsError(f"{exc} (the base recorded in {cfg.adapter!r}; pass --model)") from exc
+    warn_if_other_base(cfg.adapter, cfg.model, "exported")
     if space_cfg.sparse_adapter and cfg.keep_sparsity is False:
         raise ShearsError(
             "the adapter was trained mask-aware (sparse_adapter); merging it without the mask "
             "would change the model: drop --no-keep-sparsity"
         )
-    check_output_dir(cfg.output_dir, cfg.overwrite)
+    check_output(cfg.output_dir, "export", overwrite=cfg.overwrite, inputs=export_inputs(cfg))
     _check_weights_file(cfg.adapter, space)
     evaluation = _load_eval(_find_eval_results(cfg))
     return space_cfg, space, choice, spec, evaluation
-
-
-def _same_model(a: str, b: str) -> bool:
-    pa, pb = Path(a), Path(b)
-    if pa.exists() and pb.exists():
-        return pa.resolve() == pb.resolve()
-    return a == b
 
 
 # ---------------------------------------------------------------------------- logits
@@ -247,7 +250,7 @@ def run_export(cfg: ExportConfig) -> dict[str, Any]:
     merge_stats: MergeStats | None = None
     files: list[str] = []
     out = Path(cfg.output_dir)
-    with atomic_dir(out, overwrite=cfg.overwrite) as tmp:
+    with atomic_output(out, "export", overwrite=cfg.overwrite, inputs=export_inputs(cfg)) as tmp:
         summary = export_peft_adapter(
             layers,
             space,

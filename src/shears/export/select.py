@@ -17,6 +17,7 @@ from typing import Any
 
 from shears.adapters.search_space import Config, SearchSpace
 from shears.errors import ShearsError
+from shears.inputs import read_json_file
 
 SEARCH_RESULTS = "search_results.json"
 NAMED = ("heuristic", "max", "maximal", "min", "minimal")
@@ -32,10 +33,7 @@ class SubAdapterChoice:
 
 
 def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ShearsError(f"{what} {str(path)!r} is not valid JSON: {exc}") from exc
+    return read_json_file(path, what)
 
 
 def _from_mapping(data: dict, space: SearchSpace, where: str) -> Config:

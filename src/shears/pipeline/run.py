@@ -166,6 +166,23 @@ def _done(output_dir: str, stage: str) -> bool:
     return (Path(output_dir) / result_files()[stage]).is_file()
 
 
+def _preflight_model(plan: Plan) -> None:
+    """Prune targets, training groups and the search's start file against the base model's
+    structure (a weightless skeleton), before the first stage."""
+    from shears.adapters.search_space import SearchSpace
+    from shears.models import find_targets, model_skeleton
+    from shears.prune.api import check_pattern_fits
+    from shears.search.run import resolve_start
+
+    p = plan.prune
+    skeleton = model_skeleton(p.model, p.gguf_file, p.trust_remote_code)
+    if skeleton is None:
+        return
+    check_pattern_fits(find_targets(skeleton, p.targets, p.ignore), p.nm)
+    space = SearchSpace.build(skeleton, plan.train.space)
+    resolve_start(plan.search.start, space)
+
+
 def _preflight_data(plan: Plan) -> None:
     """Load (and so check) the training data (unless training is complete) and the test data
     before any stage runs, so a missing file or field is reported first, not after pruning."""
@@ -327,6 +344,7 @@ def run_pipeline(cfg: RunConfig, overwrite: bool = False) -> dict[str, Any]:
     reused = [k for k, v in status.items() if v == "reuse"]
     if status["train"] != "reuse":
         _preflight_data(plan)
+        _preflight_model(plan)
     if status["prune"] != "reuse":
         preflight(plan.prune, overwrite=True)
     logger.info(

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from shears.config import to_dict
+from shears.context import check_length, check_prune_context
 from shears.data.calibration import (
     calibration_ids,
     heldout_ids,
@@ -25,19 +26,15 @@ from shears.models import (
     find_targets,
     in_out_features,
     load_model,
+    max_positions,
+    model_skeleton,
     validate_model_spec,
 )
+from shears.outputs import atomic_output, check_output
 from shears.prune.calibrate import SequentialPruner
 from shears.prune.config import PruneConfig
 from shears.prune.report import overall_sparsity, plot_sparsity
-from shears.utils import (
-    atomic_dir,
-    atomic_write_json,
-    check_output_dir,
-    peak_memory,
-    resolve_device,
-    resolve_dtype,
-)
+from shears.utils import atomic_write_json, peak_memory, resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +95,9 @@ def prune_model(
     """
     targets = find_targets(model, cfg.targets, cfg.ignore)
     check_pattern_fits(targets, cfg.nm)
+    if cfg.needs_calibration:
+        width = calibration.shape[-1] if isinstance(calibration, torch.Tensor) else cfg.seqlen
+        check_length(int(width), "--seqlen", max_positions(model))
     t0 = time.perf_counter()
     ids = build_calibration(tokenizer, cfg, calibration) if cfg.needs_calibration else None
     t_data = time.perf_counter() - t0
@@ -166,7 +166,7 @@ def save_pruned(
     A killed run leaves only a hidden ``.<name>.tmp-*`` folder, never a complete-looking output."""
     if getattr(model.config, "quantization_config", None) is not None:
         del model.config.quantization_config  # GGUF-dequantised weights are plain floats now
-    with atomic_dir(cfg.output_dir, overwrite=overwrite) as tmp:
+    with atomic_output(cfg.output_dir, "prune", overwrite=overwrite, inputs=inputs(cfg)) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
@@ -181,15 +181,25 @@ def save_pruned(
     return Path(cfg.output_dir)
 
 
+def inputs(cfg: PruneConfig) -> list[str]:
+    """What ``shears prune`` reads: the output folder must not overlap any of it."""
+    return [cfg.model, cfg.calibration, cfg.ppl_source]
+
+
 def preflight(cfg: PruneConfig, overwrite: bool = False) -> None:
-    """Every check that needs no model: model spec, output folder, text sources, device, dtype."""
+    """Every check that needs no weights: model spec, output folder, text sources, device, dtype,
+    context length, target patterns."""
     validate_model_spec(cfg.model, cfg.gguf_file)
-    check_output_dir(cfg.output_dir, overwrite)
+    check_output(cfg.output_dir, "prune", overwrite=overwrite, inputs=inputs(cfg))
     if cfg.needs_calibration:
         validate_source(cfg.calibration, "--calibration")
     if cfg.eval_ppl:
         validate_source(cfg.ppl_source, "--ppl-source")
     resolve_dtype(cfg.dtype, resolve_device(cfg.device))
+    check_prune_context(cfg, max_positions(cfg.model, cfg.gguf_file, cfg.trust_remote_code))
+    skeleton = model_skeleton(cfg.model, cfg.gguf_file, cfg.trust_remote_code)
+    if skeleton is not None:  # module patterns against the structure, without the weights
+        check_pattern_fits(find_targets(skeleton, cfg.targets, cfg.ignore), cfg.nm)
 
 
 def run_prune(cfg: PruneConfig, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -203,6 +213,7 @@ def run_prune(cfg: PruneConfig, overwrite: bool = False, progress: bool = True) 
     preflight(cfg, overwrite)
     model, tok = load_model(cfg.model, cfg.dtype, cfg.device, cfg.gguf_file, cfg.trust_remote_code)
     t_load = time.perf_counter() - t_start
+    check_prune_context(cfg, max_positions(model))  # GGUF / hub models: known only now
     targets = find_targets(model, cfg.targets, cfg.ignore)
     check_pattern_fits(targets, cfg.nm)
     t0 = time.perf_counter()

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 from shears.config import field
 from shears.errors import ShearsError
+from shears.inputs import check_name_patterns
 from shears.prune.masks import parse_pattern
 
 METHODS = ("wanda", "magnitude", "sparsegpt")
 _NM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+DEFAULT_SPARSITY = 0.5
 
 
 @dataclass
@@ -25,8 +27,10 @@ class PruneConfig:
     gguf_file: str | None = field(None, help="GGUF file name inside the --model folder")
     output_dir: str = field("outputs/pruned", help="folder for the pruned model and its report")
     method: str = field("wanda", help=f"pruning method: {', '.join(METHODS)}")
-    sparsity: float = field(
-        0.5, help="fraction of weights zeroed in every output row, in [0, 1) (unstructured)"
+    sparsity: float | None = field(
+        None,
+        help="fraction of weights zeroed in every output row, in [0, 1); not given: "
+        f"{DEFAULT_SPARSITY} (unstructured) or N/M (N:M pattern, which fixes it)",
     )
     pattern: str = field(
         "unstructured",
@@ -49,7 +53,9 @@ class PruneConfig:
     dataset_config: str | None = field(None, help="datasets configuration name (e.g. 'en')")
     dataset_split: str = field("train", help="datasets split to read calibration text from")
     nsamples: int = field(128, help="number of calibration windows")
-    seqlen: int = field(512, help="tokens per calibration window")
+    seqlen: int = field(
+        512, help="tokens per calibration window, at most the model's maximum positions"
+    )
     seed: int = field(0, help="seed for choosing the calibration windows")
     batch_size: int = field(
         8, help="calibration micro-batch (windows per forward pass); bounds activation memory"
@@ -70,7 +76,9 @@ class PruneConfig:
     ppl_split: str = field(
         "test", help="datasets split for --ppl-source (keep it apart from --dataset-split)"
     )
-    ppl_seqlen: int = field(512, help="window length for --eval-ppl")
+    ppl_seqlen: int = field(
+        512, help="window length for --eval-ppl, at most the model's maximum positions"
+    )
     ppl_tokens: int = field(16384, help="at most this many held-out tokens for --eval-ppl")
     dtype: str = field("auto", help="auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16...")
     device: str = field("auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
@@ -82,7 +90,7 @@ class PruneConfig:
             raise ShearsError(
                 f"--method {self.method!r} is not known; allowed: {', '.join(METHODS)}"
             )
-        if not 0.0 <= self.sparsity < 1.0:
+        if self.sparsity is not None and not 0.0 <= self.sparsity < 1.0:
             raise ShearsError(f"--sparsity {self.sparsity} is outside [0, 1)")
         self.pattern = self.pattern.strip().lower()
         if self.pattern != "unstructured":
@@ -97,7 +105,15 @@ class PruneConfig:
                     f"--pattern {self.pattern!r}: N:M needs 0 < N < M (e.g. 2:4, 4:8)"
                 )
             self.pattern = f"{n}:{mm}"
+            if self.sparsity is not None and abs(self.sparsity - n / mm) > 1e-6:
+                raise ShearsError(
+                    f"--sparsity {self.sparsity} conflicts with --pattern {self.pattern}, which "
+                    f"zeroes exactly {n} of every {mm} weights (sparsity {n / mm:g}); drop "
+                    f"--sparsity or give {n / mm:g}"
+                )
             self.sparsity = n / mm
+        elif self.sparsity is None:
+            self.sparsity = DEFAULT_SPARSITY
         for name in ("nsamples", "seqlen", "batch_size", "blocksize", "ppl_seqlen", "ppl_tokens"):
             value = getattr(self, name)
             if value < 1:
@@ -108,6 +124,8 @@ class PruneConfig:
             raise ShearsError(f"--percdamp {self.percdamp} must be in (0, 10)")
         if not self.text_field:
             raise ShearsError("--text-field must not be empty")
+        check_name_patterns(self.targets, "--targets")
+        check_name_patterns(self.ignore, "--ignore")
 
     @property
     def nm(self) -> tuple[int, int] | None:

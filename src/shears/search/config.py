@@ -97,9 +97,18 @@ class SearchConfig:
     prompt_style: str | None = field(
         None, help=f"{' | '.join(PROMPT_STYLES)}; default: the training one (train_config.json)"
     )
-    cutoff_len: int | None = field(None, help="max tokens per example; default: the training one")
+    cutoff_len: int | None = field(
+        None,
+        help="max tokens per example (at most the model's maximum positions); default: the "
+        "training one",
+    )
     batch_size: int = field(8, help="validation examples per forward pass")
-    max_new_tokens: int = field(256, help="math objective: tokens generated per answer")
+    max_new_tokens: int = field(
+        256,
+        help="math objective: tokens generated per answer; must be below the model's maximum "
+        "positions, and a prompt longer than the rest is cut from the left (a warning counts "
+        "them)",
+    )
     choice_metric: str = field(
         "acc", help=f"choice objective: {' | '.join(CHOICE_METRICS)} (as lm-evaluation-harness)"
     )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
+from shears.config import absolute_spec, recorded_path
 from shears.errors import ShearsError
+from shears.inputs import read_json_file
 
 logger = logging.getLogger(__name__)
 
@@ -19,18 +20,28 @@ def read_train_config(adapter_dir: str | Path) -> dict[str, Any]:
     d = Path(adapter_dir)
     for cand in (d / TRAIN_CONFIG, d.parent / TRAIN_CONFIG):
         if cand.is_file():
-            try:
-                data = json.loads(cand.read_text())
-            except json.JSONDecodeError as exc:
-                raise ShearsError(f"{str(cand)!r} is not valid JSON: {exc}") from exc
+            data = read_json_file(cand, "training config")
             return data if isinstance(data, dict) else {}
     return {}
 
 
+def _train_path(train: dict[str, Any], key: str) -> str | None:
+    """A path setting of ``train_config.json``, usable from any current folder: its recorded
+    absolute form when that exists, else as given."""
+    resolved = train.get("resolved")
+    return recorded_path(train.get(key), resolved.get(key) if isinstance(resolved, dict) else None)
+
+
+def train_model(train: dict[str, Any]) -> str:
+    """The model a ``train_config.json`` trained on (default ``smollm2-135m``)."""
+    return _train_path(train, "model") or "smollm2-135m"
+
+
 def resolve_data_settings(cfg, train: dict[str, Any]) -> dict[str, Any]:
-    """Validation data settings: explicit search flags, else the training run's."""
+    """Validation data settings: explicit search flags, else the training run's. A local data
+    path is made absolute (it is part of the resume fingerprint)."""
     return {
-        "data": cfg.data or train.get("data") or "gym:gsm_symbolic",
+        "data": absolute_spec(cfg.data) or _train_path(train, "data") or "gym:gsm_symbolic",
         "data_config": train.get("data_config") if not cfg.data else None,
         "data_fields": (train.get("data_fields") or {}) if not cfg.data else {},
         "data_split": cfg.data_split,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from shears.adapters.search_space import Config, SearchSpace
+from shears.config import same_spec
 from shears.errors import ShearsError
 from shears.search.space_ops import config_key
 
@@ -110,12 +111,12 @@ class CachedEvaluator:
             header = json.loads(lines[0])["header"]
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ShearsError(f"search log {str(path)!r} has no valid header line") from exc
-        if header != self.fingerprint:
-            diff = sorted(
-                k
-                for k in set(header) | set(self.fingerprint)
-                if header.get(k) != self.fingerprint.get(k)
-            )
+        diff = sorted(
+            k
+            for k in set(header) | set(self.fingerprint)
+            if not same_spec(header.get(k), self.fingerprint.get(k))  # paths: resolved
+        )
+        if diff:
             raise ShearsError(
                 f"search log {str(path)!r} was written with other settings ({', '.join(diff)}); "
                 "resume with the same settings or start again with --overwrite"

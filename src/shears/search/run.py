@@ -8,18 +8,30 @@ its score and adapter size, ``best`` = {config, score, adapter_parameters}, time
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from shears.adapters.search_space import Config, SearchSpace
-from shears.config import to_dict
+from shears.config import absolute_spec, to_dict
+from shears.context import check_search_context
 from shears.errors import ShearsError
+from shears.inputs import read_json_file
+from shears.models import max_positions
+from shears.outputs import (
+    MARKER,
+    check_output,
+    claim,
+    remove_own,
+    swap_in,
+    temp_sibling,
+    write_marker,
+)
 from shears.search.algorithms import run_algorithm
 from shears.search.config import SearchConfig
 from shears.search.evaluator import CachedEvaluator
@@ -70,31 +82,45 @@ def resolve_start(spec: str, space: SearchSpace) -> Config:
     p = Path(spec)
     if not p.is_file():
         raise ShearsError(f"--start {spec!r} is neither heuristic/max/min nor a JSON file")
-    data = json.loads(p.read_text())
+    data = read_json_file(p, "--start file")
     if isinstance(data, dict) and isinstance(data.get("best"), dict):
         data = data["best"]
     if isinstance(data, dict) and isinstance(data.get("config"), dict):
         data = data["config"]
-    return space.validate(data)
+    try:
+        return space.validate(data)
+    except ShearsError as exc:
+        raise ShearsError(f"--start {spec!r}: {exc}") from exc
 
 
-def prepare_output(cfg: SearchConfig) -> Path:
-    """Fail early on an occupied output folder; with --overwrite drop only our own files."""
-    out = cfg.output_path
-    if out.exists() and not out.is_dir():
-        raise ShearsError(f"output_dir {str(out)!r} is a file")
-    occupied = out.is_dir() and any(out.iterdir())
-    if occupied and not (cfg.overwrite or cfg.resume):
-        raise ShearsError(
-            f"output folder {str(out)!r} already exists; pass --overwrite to replace it or "
-            "--resume to continue its search"
-        )
-    if cfg.overwrite:
-        for name in OUR_FILES:
-            with contextlib.suppress(FileNotFoundError):
-                (out / name).unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def search_inputs(cfg: SearchConfig) -> list[str | None]:
+    """What ``shears search`` reads: the output folder must not overlap any of it."""
+    return [cfg.adapter, cfg.model, cfg.data, cfg.space, cfg.start]
+
+
+def prepare_output(cfg: SearchConfig) -> tuple[Path, Path]:
+    """Check the output folder before any work; return ``(folder, folder to write in now)``.
+
+    A new or resumed search writes in place (its log makes it resumable); ``--overwrite`` of an
+    earlier search writes beside it and replaces it only when done (:func:`finish_output`)."""
+    out = check_output(
+        cfg.output_dir,
+        "search",
+        overwrite=cfg.overwrite,
+        resume=cfg.resume,
+        inputs=search_inputs(cfg),
+    )
+    if cfg.overwrite and out.is_dir() and any(e.name != MARKER for e in out.iterdir()):
+        return out, temp_sibling(out)
+    claim(out, "search", OUR_FILES)
+    return out, out
+
+
+def finish_output(out: Path, work: Path) -> None:
+    """Swap a replacement search (written in ``work``) in for the earlier one."""
+    if work != out:
+        write_marker(work, "search", OUR_FILES)
+        swap_in(work, out, "search")
 
 
 def space_digest(space: SearchSpace) -> str:
@@ -192,36 +218,57 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
     """Search the super-adapter ``cfg.adapter`` for a sub-adapter; returns the results dict
     (also written to ``<output_dir>/search_results.json``). Bad input fails before the model
     loads."""
-    from shears.adapters.io import load_super_adapter, read_super_adapter_meta
-    from shears.models import load_model
+    from shears.adapters.io import read_super_adapter_meta, recorded_base_model, warn_if_other_base
     from shears.search.data import (
         load_validation_examples,
         read_train_config,
         resolve_data_settings,
+        train_model,
     )
 
     t0 = time.perf_counter()
     if not Path(cfg.adapter).is_dir():
         raise ShearsError(f"adapter folder {cfg.adapter!r} does not exist")
     _, adapter_space = read_super_adapter_meta(cfg.adapter)
-    space = SearchSpace.load(cfg.space) if cfg.space else adapter_space
+    warn_if_other_base(cfg.adapter, cfg.model, "searched")
+    space = SearchSpace.load(cfg.space, "--space file") if cfg.space else adapter_space
     if cfg.space:
         check_space_fits(space, adapter_space, f" {cfg.space!r}")
     start = resolve_start(cfg.start, space)
     train = read_train_config(cfg.adapter)
     settings = resolve_data_settings(cfg, train)
+    model_spec = cfg.model or recorded_base_model(cfg.adapter) or train_model(train)
+    check_search_context(cfg, settings, max_positions(model_spec))  # before reading the data
     need = {"loss": ("output",), "math": ("answer",), "choice": ("choices",)}[cfg.objective]
     examples = load_validation_examples(settings, need)
-    model_spec = cfg.model or train.get("model") or "smollm2-135m"
-    out = prepare_output(cfg)
+    new_folder = not cfg.output_path.exists()
+    out, work = prepare_output(cfg)
+    try:
+        results = _search(cfg, model_spec, space, start, settings, examples, work, t0)
+    except BaseException:
+        if work != out:
+            shutil.rmtree(work, ignore_errors=True)
+        elif new_folder and not (out / LOG).is_file():
+            remove_own(out, "search")  # failed before its first evaluation: nothing to keep
+        raise
+    finish_output(out, work)
+    logger.info("wrote %s", out / RESULTS)
+    return results
+
+
+def _search(cfg, model_spec, space, start, settings, examples, out: Path, t0: float) -> dict:
+    """Load the model and adapter, run the algorithm, write results, log and plots into ``out``."""
+    from shears.adapters.io import load_super_adapter
+    from shears.models import load_model
 
     model, tok = load_model(model_spec, cfg.dtype, cfg.device)
+    check_search_context(cfg, settings, max_positions(model))  # GGUF / hub models: known now
     layers, _ = load_super_adapter(model, cfg.adapter, dropout=0.0)
     model.eval()
     objective = build_objective(cfg, model, tok, layers, space, settings, examples)
     fingerprint = {
         "adapter": str(Path(cfg.adapter).resolve()),
-        "model": model_spec,
+        "model": absolute_spec(model_spec),
         "objective": objective.name,
         "space": space_digest(space),
         "dtype": cfg.dtype,
@@ -257,6 +304,11 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
         "model": model_spec,
         "adapter": cfg.adapter,
         "data": {k: v for k, v in settings.items() if k != "from_training"},
+        "resolved": {  # the paths above (as given) made absolute
+            "model": absolute_spec(model_spec),
+            "adapter": absolute_spec(cfg.adapter, local=True),
+            "output_dir": absolute_spec(cfg.output_dir, local=True),
+        },
         "validation_examples": len(examples),
         **peak_memory(),
     }
@@ -284,6 +336,6 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
         results["best"]["adapter_parameters"] if results["best"] else 0,
         evaluator.n_evaluations,
         outcome.stop_reason,
-        out / RESULTS,
+        cfg.output_dir,
     )
     return results

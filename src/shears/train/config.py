@@ -52,7 +52,11 @@ class TrainConfig:
     prompt_style: str = field(
         "alpaca", help=f"prompt template: {' | '.join(PROMPT_STYLES)} (chat = tokenizer template)"
     )
-    cutoff_len: int = field(256, help="maximum tokens per example (prompt + answer + EOS)")
+    cutoff_len: int = field(
+        256,
+        help="maximum tokens per example (prompt + answer + EOS), at most the model's maximum "
+        "positions",
+    )
     train_on_inputs: bool = field(
         True, help="loss on the whole prompt+answer (the paper); --no-train-on-inputs: answer only"
     )
@@ -93,8 +97,8 @@ class TrainConfig:
     overwrite: bool = field(False, help="replace an existing output folder")
     resume: bool = field(
         False,
-        help="continue from the last checkpoint in output_dir (start fresh when there is none; "
-        "a finished run is left as it is)",
+        help="continue from the last complete checkpoint in output_dir (a damaged one is skipped "
+        "with a warning; start fresh when there is none; a finished run is left as it is)",
     )
 
     def __post_init__(self) -> None:

@@ -25,13 +25,21 @@ from torch import nn
 from shears.adapters.elastic_lora import elastic_layers, inject_elastic_lora
 from shears.adapters.io import WEIGHTS, peft_key, save_super_adapter
 from shears.adapters.search_space import SearchSpace, SpaceConfig
-from shears.config import to_dict
+from shears.config import absolute_spec, same_spec, to_dict
+from shears.context import check_train_context
 from shears.errors import ShearsError
+from shears.outputs import (
+    atomic_output,
+    check_output,
+    claim,
+    remove_own,
+    temp_sibling,
+)
 from shears.train.config import RESUME_FREE_KEYS, TrainConfig
 from shears.train.data import PadCollator, encode_examples, load_train_examples
 from shears.train.plots import plot_loss
-from shears.train.trainer import NLSCallback, NLSTrainer, NonFiniteLossError
-from shears.utils import atomic_dir, atomic_write_json, peak_memory, resolve_device, set_seed
+from shears.train.trainer import NLSCallback, NLSTrainer, NonFiniteLossError, checkpoint_problem
+from shears.utils import atomic_write_json, peak_memory, resolve_device, set_seed
 
 logger = logging.getLogger(__name__)
 
@@ -40,38 +48,84 @@ RESULTS_FILE = "train_results.json"
 STATE_FILE = "trainer_state.json"
 LOSS_PNG = "loss.png"
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
+OWNED = (CONFIG_FILE, "checkpoint-*", "runs")  # what training writes in place
 
 
 # ---------------------------------------------------------------------------- output folder
 
 
-def last_checkpoint(out: Path) -> Path | None:
-    """The newest complete ``checkpoint-N`` in ``out`` (its trainer state is written last)."""
+def last_checkpoint(out: Path, *, warn: bool = False, drop_broken: bool = False) -> Path | None:
+    """The newest complete ``checkpoint-N`` in ``out``, or ``None``.
+
+    A checkpoint counts when its trainer state (written last) exists and every file passes
+    :func:`checkpoint_problem` (a kill or a full disk can cut a file short); newer broken ones
+    are skipped, with a WARNING when ``warn``, and deleted when ``drop_broken`` (a resumed run
+    writes them again; stale files must not mix with the new ones).
+    """
     if not out.is_dir():
         return None
-    found = []
-    for d in out.iterdir():
-        m = _CKPT_RE.match(d.name)
-        if m and d.is_dir():
-            if (d / STATE_FILE).is_file():
-                found.append((int(m.group(1)), d))
-            else:
-                logger.warning("ignoring incomplete checkpoint %s (killed while saving?)", d)
-    return max(found)[1] if found else None
+    found = sorted(
+        (
+            (int(m.group(1)), d)
+            for d in out.iterdir()
+            if (m := _CKPT_RE.match(d.name)) and d.is_dir()
+        ),
+        reverse=True,
+    )
+    for _, d in found:
+        problem = checkpoint_problem(d, STATE_FILE)
+        if problem is None:
+            return d
+        if warn:
+            logger.warning(
+                "skipping checkpoint %s: %s; %s", d, problem,
+                "deleting it and resuming from an earlier one" if drop_broken
+                else "resuming from an earlier one",
+            )  # fmt: skip
+        if drop_broken:
+            shutil.rmtree(d, ignore_errors=True)
+    return None
+
+
+RESOLVED = "resolved"  # train_config.json: the path settings made absolute
+PATH_KEYS = ("model", "data", "output_dir")
 
 
 def _config_dict(cfg: TrainConfig) -> dict:
-    return to_dict(cfg)
+    """The settings as given, plus ``resolved``: the local paths among them made absolute."""
+    resolved = {
+        "model": absolute_spec(cfg.model),
+        "data": absolute_spec(cfg.data),
+        "output_dir": absolute_spec(cfg.output_dir, local=True),
+    }
+    return {**to_dict(cfg), RESOLVED: resolved}
 
 
 def _check_resume_config(out: Path, cfg: TrainConfig) -> None:
-    """A resumed run must train with the same settings, or it would not end where the first did."""
+    """A resumed run must train with the same settings, or it would not end where the first did.
+
+    Paths compare resolved (``./m`` and ``/abs/m`` are the same model); the output folder is
+    the one being resumed, whatever it is called now.
+    """
     f = out / CONFIG_FILE
     if not f.is_file():
         return
     old, new = json.loads(f.read_text()), _config_dict(cfg)
+    old_paths, new_paths = old.pop(RESOLVED, None), new.pop(RESOLVED)
     for key in sorted(set(old) | set(new)):
-        if key in RESUME_FREE_KEYS:
+        if key in RESUME_FREE_KEYS or key == "output_dir":
+            continue
+        if key in PATH_KEYS:
+            if isinstance(old_paths, dict) and key in old_paths:
+                same = old_paths[key] == new_paths[key]
+            else:  # written before paths were recorded resolved
+                same = same_spec(old.get(key), new.get(key))
+            if not same:
+                was = old_paths.get(key) if isinstance(old_paths, dict) else old.get(key)
+                raise ShearsError(
+                    f"--resume with a different {key}: it was {was!r} in {str(f)!r}, now "
+                    f"{new_paths[key]!r}; use the same {key} or --overwrite to start over"
+                )
             continue
         if old.get(key) != new.get(key):
             raise ShearsError(
@@ -80,21 +134,27 @@ def _check_resume_config(out: Path, cfg: TrainConfig) -> None:
             )
 
 
+def train_inputs(cfg: TrainConfig) -> list[str]:
+    """What ``shears train`` reads: the output folder must not overlap any of it."""
+    return [cfg.model, cfg.data]
+
+
 def output_state(cfg: TrainConfig) -> str:
-    """``done`` (finished and ``resume``), ``resume``, ``overwrite`` or ``fresh``; raises a
-    ShearsError for an occupied folder without ``--resume`` / ``--overwrite``."""
-    out = cfg.output_path
-    occupied = out.exists() and (not out.is_dir() or any(out.iterdir()))
-    if not occupied:
+    """``done`` (finished and ``resume``), ``resume``, ``replace`` (``--overwrite`` of an earlier
+    output: the new one is trained beside it and swapped in at the end) or ``fresh``; raises a
+    ShearsError for a folder that is not ours to write, or occupied without a flag."""
+    out = check_output(cfg.output_dir, "train", resume=True, inputs=train_inputs(cfg))
+    if out.is_dir() and not last_checkpoint(out) and not (out / RESULTS_FILE).is_file():
+        remove_own(out, "train")  # a failed attempt that saved nothing of value
+    if not out.is_dir() or not any(out.iterdir()):
         return "fresh"
     if cfg.overwrite:
-        return "overwrite"
-    if not out.is_dir():
-        raise ShearsError(f"output {str(out)!r} is a file; choose a folder")
+        return "replace"
     if not cfg.resume:
         hint = "--resume to continue it or " if last_checkpoint(out) else ""
         raise ShearsError(
-            f"output folder {str(out)!r} already exists; pass {hint}--overwrite to replace it"
+            f"output folder {cfg.output_dir!r} already exists (a `shears train` output); pass "
+            f"{hint}--overwrite to replace it"
         )
     _check_resume_config(out, cfg)
     return "done" if (out / RESULTS_FILE).is_file() else "resume"
@@ -166,8 +226,11 @@ def train_nls(
     """
     from transformers import TrainingArguments
 
+    from shears.models import max_positions
+
     out = cfg.output_path
     state = output_state(cfg)
+    check_train_context(cfg, max_positions(model))  # before any example is tokenized
     set_seed(cfg.seed)  # adapter initialisation
 
     # -- elastic layers and the search space (errors here come before any training)
@@ -219,8 +282,10 @@ def train_nls(
     # the Trainer moves the model to the GPU when there is one (unless --device cpu)
     train_device = torch.device("cpu") if use_cpu else torch.device("cuda")
     bf16, fp16 = _precision_flags(cfg.precision, train_device)
+    # checkpoints go to the output folder, or beside it when replacing an earlier output
+    work = temp_sibling(out, "train") if state == "replace" else out
     args = TrainingArguments(
-        output_dir=str(out),
+        output_dir=str(work),
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.lr,
@@ -248,12 +313,12 @@ def train_nls(
         disable_tqdm=not logger.isEnabledFor(logging.INFO),
     )
     if args.should_save:
-        if state == "overwrite":
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / CONFIG_FILE, _config_dict(cfg))
+        claim(work, "train", OWNED)
+        atomic_write_json(work / CONFIG_FILE, _config_dict(cfg))
     _barrier(args)
-    ckpt = last_checkpoint(out) if state == "resume" else None
+    ckpt = (
+        last_checkpoint(out, warn=True, drop_broken=args.should_save) if state == "resume" else None
+    )
     if state == "resume" and ckpt is None:
         logger.info("no checkpoint in %s yet; training from the start", out)
 
@@ -279,7 +344,11 @@ def train_nls(
     t0 = time.time()
     try:
         result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
-    except NonFiniteLossError as exc:
+    except BaseException as exc:
+        if args.should_save:
+            _drop_failed_work(out, work)
+        if not isinstance(exc, NonFiniteLossError):
+            raise
         good = last_checkpoint(out)
         keep = (
             f"the last good checkpoint is {str(good)!r} (continue from it with --resume)"
@@ -295,9 +364,20 @@ def train_nls(
     results = _results(trainer, result.metrics, space, data_stats, cfg, args, ckpt, elapsed)
     if args.should_save:
         _write_outputs(trainer, model, space, space_cfg, cfg, results, base_model)
+        if work != out:
+            shutil.rmtree(work, ignore_errors=True)
     _barrier(args)
     logger.info("super-adapter written to %s (final loss %s)", out, results["final_loss"])
     return results
+
+
+def _drop_failed_work(out: Path, work: Path) -> None:
+    """After a failed training: drop a replacement's work folder (the earlier output stays), or
+    a new output folder that holds no checkpoint yet (so a rerun needs no --overwrite)."""
+    if work != out:
+        shutil.rmtree(work, ignore_errors=True)
+    elif not last_checkpoint(out):
+        remove_own(out, "train")
 
 
 def _barrier(args) -> None:
@@ -339,7 +419,7 @@ def _results(trainer, metrics, space, data_stats, cfg, args, ckpt, elapsed) -> d
 def _write_outputs(trainer, model, space, space_cfg, cfg, results, base_model) -> None:
     out = cfg.output_path
     logged = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
-    with atomic_dir(out, overwrite=True) as tmp:
+    with atomic_output(out, "train", overwrite=True) as tmp:
         save_super_adapter(model, space, space_cfg, tmp, base_model=base_model)
         atomic_write_json(tmp / CONFIG_FILE, _config_dict(cfg))
         trainer.state.save_to_json(str(tmp / STATE_FILE))
@@ -360,12 +440,16 @@ def _training_device(device: str) -> str:
 def run_train(cfg: TrainConfig) -> dict:
     """Load ``cfg.model`` (a ``shears prune`` folder or any model) and the data, then
     :func:`train_nls`. Bad data and an occupied output folder fail before the model loads."""
-    from shears.models import load_model
+    from shears.models import load_model, max_positions, model_skeleton
 
     state = output_state(cfg)
     if state == "done":
         logger.info("%s is already complete (--resume): nothing to do", cfg.output_dir)
         return json.loads((cfg.output_path / RESULTS_FILE).read_text())
+    check_train_context(cfg, max_positions(cfg.model))  # from the config alone, when readable
+    skeleton = model_skeleton(cfg.model)
+    if skeleton is not None:  # targets and groups against the structure, without the weights
+        SearchSpace.build(skeleton, cfg.space)
     examples = load_train_examples(cfg)
     if not examples:
         raise ShearsError(f"data {cfg.data!r} holds no examples")

@@ -8,9 +8,12 @@ so every worker activates the same sub-adapter, and a resumed run continues the 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import zipfile
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -22,6 +25,78 @@ from shears.adapters.search_space import SearchSpace
 logger = logging.getLogger(__name__)
 
 ADAPTER_CKPT = "elastic_adapter.safetensors"
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Why a safetensors file is not whole (header unreadable, data cut short), or ``None``."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return "cut short"
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            return "cut short (in its header)"
+        try:
+            header = json.loads(fh.read(n))
+            end = max(
+                (int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"),
+                default=0,
+            )
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+            return "its header is not valid"
+    if 8 + n + end != size:
+        return f"{size} bytes where its header needs {8 + n + end} (cut short?)"
+    return None
+
+
+def _torch_file_problem(path: Path) -> str | None:
+    """Why a ``torch.save`` file (a zip archive) is not whole, or ``None``: the archive's
+    directory (at its end) must be readable, and every record's CRC must match."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        return f"not a complete torch archive ({exc})"
+    return f"record {bad!r} is corrupt" if bad is not None else None
+
+
+def checkpoint_problem(
+    ckpt: str | os.PathLike, state_file: str = "trainer_state.json"
+) -> str | None:
+    """Why the checkpoint folder ``ckpt`` cannot be resumed from, or ``None`` if it is whole.
+
+    Cheap checks of every file the Trainer reads back: the trainer state (written last) exists
+    and parses, JSON files parse, safetensors headers match their file sizes, torch archives
+    (optimizer, scheduler, RNG states, ...) have an intact directory and CRCs.
+    """
+    d = Path(ckpt)
+    try:
+        if not (d / state_file).is_file():
+            return f"{state_file} is missing (killed while saving?)"
+        for f in sorted(d.iterdir()):
+            if not f.is_file():
+                continue
+            what = None
+            if f.stat().st_size == 0:
+                what = "empty"
+            elif f.suffix == ".json":
+                try:
+                    data = json.loads(f.read_text())
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    what = "not valid JSON (cut short?)"
+                else:
+                    if f.name == state_file and not isinstance(data, dict):
+                        what = "not a trainer state"
+            elif f.suffix == ".safetensors":
+                what = _safetensors_problem(f)
+            elif f.suffix in (".pt", ".pth", ".bin"):
+                what = _torch_file_problem(f)
+            if what:
+                return f"{f.name}: {what}"
+    except OSError as exc:
+        return f"unreadable ({exc})"
+    return None
 
 
 class NonFiniteLossError(RuntimeError):

@@ -1,0 +1,149 @@
+"""--resume with a damaged checkpoint falls back to the last complete one (or starts over), and
+--resume compares paths resolved, not as strings."""
+
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+sys.path.insert(0, str(Path(__file__).parent))
+from nls_worker import make_config, make_examples, make_model, make_tokenizer  # noqa: E402
+
+from shears.adapters import elastic_layers  # noqa: E402
+from shears.errors import ShearsError  # noqa: E402
+from shears.train import last_checkpoint, train_nls  # noqa: E402
+from shears.train.trainer import checkpoint_problem  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return make_tokenizer()
+
+
+class StopAt(TrainerCallback):
+    """Turn the adapter into NaN at optimizer step ``step``: training stops with a ShearsError and
+    keeps the checkpoints written before (as a kill would)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step == self.step:
+            with torch.no_grad():
+                for layer in elastic_layers(model).values():
+                    layer.lora_A.fill_(float("nan"))
+
+
+@pytest.fixture(scope="module")
+def interrupted(tok, tmp_path_factory):
+    """An output folder with checkpoint-2 and checkpoint-4 of a 6-step run, and the adapter of the
+    same run uninterrupted."""
+    root = tmp_path_factory.mktemp("ckpt")
+    with pytest.raises(ShearsError, match="checkpoint-4"):
+        cfg = make_config(str(root / "run"), max_steps=6, save_steps=2)
+        train_nls(make_model(tok), tok, make_examples(), cfg, callbacks=[StopAt(4)])
+    assert sorted(p.name for p in (root / "run").glob("checkpoint-*")) == [
+        "checkpoint-2",
+        "checkpoint-4",
+    ]
+    train_nls(make_model(tok), tok, make_examples(), make_config(str(root / "straight")))
+    return root
+
+
+def _copy(interrupted, tmp_path):
+    dst = tmp_path / "run"
+    shutil.copytree(interrupted / "run", dst)
+    return dst
+
+
+def _cut(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.mark.parametrize(
+    "name, damage",
+    [
+        ("elastic_adapter.safetensors", "cut"),
+        ("optimizer.pt", "cut"),
+        ("scheduler.pt", "empty"),
+        ("rng_state.pth", "cut"),
+        ("trainer_state.json", "cut"),
+        ("trainer_state.json", "missing"),
+        ("optimizer.pt", "zeros"),
+    ],
+)
+def test_checkpoint_problem_names_the_damaged_file(interrupted, tmp_path, name, damage):
+    run = _copy(interrupted, tmp_path)
+    ckpt = run / "checkpoint-4"
+    assert checkpoint_problem(ckpt) is None
+    f = ckpt / name
+    if damage == "cut":
+        _cut(f)
+    elif damage == "empty":
+        f.write_bytes(b"")
+    elif damage == "zeros":  # the size survived, the data did not (a crash before the flush)
+        f.write_bytes(bytes(f.stat().st_size))
+    else:
+        f.unlink()
+    problem = checkpoint_problem(ckpt)
+    assert problem and name in problem
+    assert last_checkpoint(run) == run / "checkpoint-2"
+
+
+def test_resume_skips_a_truncated_checkpoint(interrupted, tok, tmp_path, caplog):
+    run = _copy(interrupted, tmp_path)
+    _cut(run / "checkpoint-4" / "optimizer.pt")  # killed while writing the optimizer
+    with caplog.at_level(logging.WARNING, logger="shears"):
+        res = train_nls(
+            make_model(tok), tok, make_examples(), make_config(str(run), max_steps=6, resume=True)
+        )
+    assert res["resumed_from"].endswith("checkpoint-2") and res["global_steps"] == 6
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("checkpoint-4" in m and "optimizer.pt" in m for m in warned), warned
+    got = load_file(str(run / "adapter_model.safetensors"))
+    want = load_file(str(interrupted / "straight" / "adapter_model.safetensors"))
+    for k in want:
+        assert torch.allclose(got[k], want[k], atol=1e-6), k
+
+
+def test_resume_with_every_checkpoint_damaged_starts_over(interrupted, tok, tmp_path, caplog):
+    run = _copy(interrupted, tmp_path)
+    _cut(run / "checkpoint-4" / "elastic_adapter.safetensors")
+    _cut(run / "checkpoint-2" / "trainer_state.json")
+    with caplog.at_level(logging.WARNING, logger="shears"):
+        res = train_nls(
+            make_model(tok), tok, make_examples(), make_config(str(run), max_steps=6, resume=True)
+        )
+    assert res["resumed_from"] is None and res["global_steps"] == 6
+    got = load_file(str(run / "adapter_model.safetensors"))
+    want = load_file(str(interrupted / "straight" / "adapter_model.safetensors"))
+    for k in want:
+        assert torch.allclose(got[k], want[k], atol=1e-6), k
+
+
+def test_resume_compares_paths_resolved(tok, tmp_path, monkeypatch):
+    """`./out` then `/abs/out`, `./base` then `/abs/base`, from another current folder: the same
+    run; another model folder is still refused."""
+    monkeypatch.chdir(tmp_path)
+    for d in ("base", "other", "elsewhere"):
+        (tmp_path / d).mkdir()
+    cfg = make_config("./out", model="./base", max_steps=1, warmup=0)
+    first = train_nls(make_model(tok), tok, make_examples(4), cfg)
+    saved = json.loads((tmp_path / "out" / "train_config.json").read_text())
+    assert saved["model"] == "./base" and saved["output_dir"] == "./out"
+    assert saved["resolved"]["model"] == str(tmp_path.resolve() / "base")
+    assert saved["resolved"]["output_dir"] == str(tmp_path.resolve() / "out")
+
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    again = make_config(str(tmp_path / "out"), model="../base", max_steps=1, warmup=0, resume=True)
+    assert train_nls(make_model(tok), tok, make_examples(4), again) == first
+    other = make_config(str(tmp_path / "out"), model="../other", max_steps=1, warmup=0, resume=True)
+    with pytest.raises(ShearsError, match="--resume with a different model"):
+        train_nls(make_model(tok), tok, make_examples(4), other)
