@@ -235,6 +235,13 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
     if cfg.space:
         check_space_fits(space, adapter_space, f" {cfg.space!r}")
     start = resolve_start(cfg.start, space)
+    check_output(  # the output folder first: a refusal costs nothing (prepare_output claims it)
+        cfg.output_dir,
+        "search",
+        overwrite=cfg.overwrite,
+        resume=cfg.resume,
+        inputs=search_inputs(cfg),
+    )
     train = read_train_config(cfg.adapter)
     settings = resolve_data_settings(cfg, train)
     model_spec = cfg.model or recorded_base_model(cfg.adapter) or train_model(train)
