@@ -74,3 +74,20 @@ def test_damaged_peft_adapter_config(capsys, setup, no_load):
     task = f"math:{tmp / 'setup' / 'data.json'}"
     argv = _eval(tmp, base, "--adapter", peft, "--tasks", task)
     one_error(capsys, *argv, match="PEFT adapter config")
+
+
+def test_warns_on_another_base(capsys, setup, tmp_path, tiny_tokenizer):
+    """A super-adapter evaluated on another model than its base (e.g. the default dense model
+    instead of the pruned one) runs, but says so at WARNING."""
+    from input_helpers import shears
+
+    tmp, base, adapter = setup
+    other, _ = base_with_adapter(tmp_path / "other", tiny_tokenizer, seed=1)
+    task = tmp / "setup" / "data.json"
+    for model, out, warns in ((other, "o1", True), (base, "o2", False)):
+        argv = ("eval", "--model", model, "--adapter", adapter, "--output-dir", tmp / out)
+        rc, lines = shears(
+            capsys, *argv, "--no-progress", "--tasks", f"math:{task}", "--limit", "1"
+        )
+        warned = [ln for ln in lines if " WARNING " in ln and "is evaluated on" in ln]
+        assert rc == 0 and len(warned) == int(warns)

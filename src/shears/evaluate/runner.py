@@ -383,10 +383,11 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     kind = adapter_kind(cfg.adapter) if cfg.adapter else None
     if kind is not None:
         if kind == "super":
-            from shears.adapters.io import read_super_adapter_meta
+            from shears.adapters.io import read_super_adapter_meta, warn_if_other_base
 
             _, space = read_super_adapter_meta(cfg.adapter)
             sub_label, sub_config = resolve_sub_adapter(cfg.sub_adapter, space)
+            warn_if_other_base(cfg.adapter, cfg.model, "evaluated")
         elif cfg.sub_adapter not in ("heuristic",):
             logger.warning("--sub-adapter is ignored for a PEFT adapter (its ranks are fixed)")
     style = cfg.prompt_style or find_prompt_style(cfg.adapter) or "alpaca"
