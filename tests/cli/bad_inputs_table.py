@@ -741,7 +741,7 @@ def eval_cases() -> list[Case]:
         Case("eval-adapter-missing", (*b, "--adapter", "nosuchdir"), ("nosuchdir",)),
         Case("eval-adapter-not-adapter", (*b, "--adapter", "userdir"), ("userdir",)),
         Case("eval-adapter-does-not-fit", (*b, "--model", "gpt2", "--adapter", "adapter"),
-             ("gpt2", "fit", "adapter")),
+             ("gpt2", "fit", "adapter"), warns=True),
         Case("eval-sub-adapter-garbage-file", (*b, *sup, "--sub-adapter", "bad.json"),
              ("bad.json",), note="issue 5"),
         Case("eval-sub-adapter-bad-inline", (*b, *sup, "--sub-adapter", '{"a": '),
