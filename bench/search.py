@@ -31,10 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shears.adapters.io import load_super_adapter
+from shears.adapters.io import SuperAdapter
+from shears.artifacts import read_train_settings
 from shears.models import load_model
 from shears.search import AnswerLossObjective, CachedEvaluator, encode_validation, run_algorithm
-from shears.search.data import load_validation_examples, read_train_config
+from shears.search.data import load_validation_examples
 from shears.search.space_ops import neighbours
 
 
@@ -123,19 +124,20 @@ def main() -> int:
     adapter = (
         Path(args.adapter) if args.adapter else train_adapter(Path(args.work), args.train_steps)
     )
-    train = read_train_config(adapter)
-    style, cutoff = train.get("prompt_style", "alpaca"), int(train.get("cutoff_len", 256))
+    train = read_train_settings(adapter)
+    style, cutoff = train.prompt_style or "alpaca", train.cutoff_len or 256
     examples = load_validation_examples(
         {
-            "data": train.get("data", "gym:gsm_symbolic"),
+            "data": train.path("data") or "gym:gsm_symbolic",
             "data_split": "validation",
             "val_size": args.val_size,
-            "data_seed": int(train.get("data_seed", 0)),
+            "data_seed": train.data_seed,
         },
         ("output",),
     )
-    model, tok = load_model(train.get("model", "smollm2-135m"), "float32", "cpu")
-    layers, space = load_super_adapter(model, adapter, dropout=0.0)
+    model, tok = load_model(train.path("model") or "smollm2-135m", "float32", "cpu")
+    loaded = SuperAdapter.load(model, adapter, dropout=0.0)
+    layers, space = loaded.layers, loaded.space
     model.eval()
     batches = encode_validation(tok, examples, style, cutoff, args.batch_size)
     n_tok = sum(int(b["attention_mask"].sum()) for b in batches)

@@ -40,6 +40,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shears.artifacts import (
+    SEARCH_RESULTS,
+    EvalSummary,
+    SearchSummary,
+    TrainSummary,
+    complete,
+    read_search_best,
+    read_summary,
+)
+
 logger = logging.getLogger("shears.study")
 
 # Budgets per scale. "cpu" fits ~1.5 hours of 2 CPU cores for 2 tasks x 2 sparsities x 3 seeds;
@@ -79,8 +89,8 @@ SCALES: dict[str, dict[str, Any]] = {
             "nsamples": 128,
             "seqlen": 2048,
             "calibration": "allenai/c4",
-            "dataset_config": "en",
-            "dataset_split": "validation",
+            "data_config": "en",
+            "data_split": "validation",
         },
         "train": {
             "train_size": 10000,
@@ -150,16 +160,12 @@ class Study:
 # ---------------------------------------------------------------------------- units of work
 
 
-def _done(path: Path, fname: str) -> bool:
-    return (path / fname).is_file()
-
-
 def _prune(st: Study, sp: float) -> None:
-    from shears.prune.api import REPORT_FILE, run_prune
+    from shears.prune.api import run_prune
     from shears.prune.config import PruneConfig
 
     out = st.pruned(sp)
-    if _done(out, REPORT_FILE):
+    if complete(out, "prune"):
         return
     cfg = PruneConfig(
         model=st.model,
@@ -174,11 +180,10 @@ def _prune(st: Study, sp: float) -> None:
 
 
 def _train(st: Study, task: str, model: str, out: Path, seed: int, fixed: bool) -> None:
-    from shears.adapters.search_space import SpaceConfig
+    from shears.adapters.config import SpaceConfig
     from shears.train import TrainConfig, run_train
-    from shears.train.nls import RESULTS_FILE
 
-    if _done(out, RESULTS_FILE):
+    if complete(out, "train"):
         return
     space = SpaceConfig(**st.scale.get("space", {}))  # default: the paper's space
     if fixed:  # plain LoRA at the super-adapter's largest rank
@@ -198,9 +203,9 @@ def _train(st: Study, task: str, model: str, out: Path, seed: int, fixed: bool) 
 
 def _search(st: Study, adapter: Path, model: Path, out: Path, algo: str, seed: int) -> None:
     from shears.search.config import SearchConfig
-    from shears.search.run import RESULTS, run_search
+    from shears.search.run import run_search
 
-    if _done(out, RESULTS):
+    if complete(out, "search"):
         return
     s = dict(st.scale["search"])
     population = s.pop("population")
@@ -223,9 +228,9 @@ def _search(st: Study, adapter: Path, model: Path, out: Path, algo: str, seed: i
 def _eval(
     st: Study, task: str, model: str, out: Path, adapter: Path | None = None, sub: str = "max"
 ) -> None:
-    from shears.evaluate.runner import RESULTS_FILE, EvalConfig, run_eval
+    from shears.evaluate.runner import EvalConfig, run_eval
 
-    if _done(out, RESULTS_FILE):
+    if complete(out, "eval"):
         return
     cfg = EvalConfig(
         model=model,
@@ -258,15 +263,15 @@ def unit_dense_lora(st: Study, task: str, seed: int) -> None:
 
 def unit_sparse_cell(st: Study, task: str, sp: float, seed: int) -> None:
     """NLS + both searches + LoRA on the pruned model, and their four evaluations."""
-    from shears.search.run import RESULTS
-
     cell, pruned = st.cell(task, sp, seed), st.pruned(sp)
     _train(st, task, str(pruned), cell / "nls", seed, fixed=False)
     _eval(st, task, str(pruned), cell / "eval" / "shears_heuristic", cell / "nls", "heuristic")
     for variant, algo in SEARCHES.items():
         sdir = cell / f"search_{variant.removeprefix('shears_')}"
         _search(st, cell / "nls", pruned, sdir, algo, seed)
-        _eval(st, task, str(pruned), cell / "eval" / variant, cell / "nls", str(sdir / RESULTS))
+        _eval(
+            st, task, str(pruned), cell / "eval" / variant, cell / "nls", str(sdir / SEARCH_RESULTS)
+        )
     _train(st, task, str(pruned), cell / "lora_sparse", seed, fixed=True)
     _eval(st, task, str(pruned), cell / "eval" / "lora_sparse", cell / "lora_sparse", "max")
 
@@ -278,7 +283,7 @@ VAL_FILE = "val_losses.json"
 def _val_losses(st: Study, task: str, model: str, adapter: Path, configs: dict) -> dict:
     """Answer-token validation loss of named sub-adapters of one adapter (``configs``: name ->
     config dict or a named config: heuristic / max / min)."""
-    from shears.adapters.io import load_super_adapter
+    from shears.adapters.io import SuperAdapter
     from shears.models import load_model
     from shears.search import AnswerLossObjective, encode_validation
     from shears.search.data import load_validation_examples
@@ -293,7 +298,8 @@ def _val_losses(st: Study, task: str, model: str, adapter: Path, configs: dict) 
         ("output",),
     )
     m, tok = load_model(model, "auto", st.device)
-    layers, space = load_super_adapter(m, adapter, dropout=0.0)
+    loaded = SuperAdapter.load(m, adapter, dropout=0.0)
+    layers, space = loaded.layers, loaded.space
     m.eval()
     batches = encode_validation(tok, examples, "alpaca", st.scale["train"]["cutoff_len"], 8)
     obj = AnswerLossObjective(m, layers, space, batches, reuse_prefix=False)
@@ -310,12 +316,11 @@ def unit_val_check(st: Study, task: str, sp: float, seed: int) -> None:
     from shears.utils import atomic_write_json
 
     cell, dense = st.cell(task, sp, seed), st.cell(task, None, seed)
-    if _done(cell, VAL_FILE):
+    if (cell / VAL_FILE).is_file():
         return
     best = {}
     for variant in SEARCHES:
-        res = _read(cell / f"search_{variant.removeprefix('shears_')}" / "search_results.json")
-        best[variant] = res["best"]["config"]
+        best[variant] = read_search_best(cell / f"search_{variant.removeprefix('shears_')}").config
     nls = {"shears_max": "max", "shears_heuristic": "heuristic", "shears_min": "min", **best}
     res = {
         **_val_losses(st, task, str(st.pruned(sp)), cell / "nls", nls),
@@ -421,25 +426,21 @@ def _stats(values: list[float]) -> dict[str, Any]:
     return {"mean": mean, "stderr": stderr, "n": n, "values": values}
 
 
-def _search_summary(res: dict | None) -> dict[str, Any] | None:
+def _search_summary(res: SearchSummary | None) -> dict[str, Any] | None:
     """Validation loss of the start (first evaluated: the heuristic for hill-climbing) and best."""
     if res is None:
         return None
-    history = res.get("history") or [{}]
     return {
-        "start_loss": history[0].get("score"),
-        "best_loss": (res.get("best") or {}).get("score"),
-        "best_config": (res.get("best") or {}).get("config"),
-        "evaluations": res.get("evaluations"),
-        "time_s": res.get("time_s"),
+        "start_loss": res.first_score,
+        "best_loss": (res.best or {}).get("score"),
+        "best_config": (res.best or {}).get("config"),
+        "evaluations": res.evaluations,
+        "time_s": res.time_s,
     }
 
 
 def collect(st: Study, tasks: list[str], sparsities: list[float], seeds: list[int]) -> dict:
     """Per task, sparsity and variant: per-seed accuracy, mean +- stderr, non-zero parameters."""
-    from shears.evaluate.runner import RESULTS_FILE as EVAL
-    from shears.search.run import RESULTS as SEARCH
-    from shears.train.nls import RESULTS_FILE as TRAIN
 
     def eval_dir(task: str, sp: float | None, seed: int | None, variant: str) -> Path:
         base = st.cell(task, sp, None if variant in ("dense_base", "sparse_base") else seed)
@@ -454,14 +455,15 @@ def collect(st: Study, tasks: list[str], sparsities: list[float], seeds: list[in
                 dense = variant in ("dense_base", "lora_dense")
                 accs, nonzero, per_seed = [], [], {}
                 for seed in seeds if variant not in ("dense_base", "sparse_base") else [None]:
-                    res = _read(eval_dir(task, None if dense else sp, seed, variant) / EVAL)
-                    if res is None or res.get("mean_accuracy") is None:
+                    where = eval_dir(task, None if dense else sp, seed, variant)
+                    res = read_summary(where, EvalSummary)
+                    if res is None or res.mean_accuracy is None:
                         continue
-                    accs.append(res["mean_accuracy"])
-                    nonzero.append(res["parameters"]["nonzero_parameters"])
+                    accs.append(res.mean_accuracy)
+                    nonzero.append(res.nonzero_parameters)
                     per_seed[str(seed)] = {
-                        "accuracy": res["mean_accuracy"],
-                        "sub_adapter": (res.get("sub_adapter") or {}).get("config"),
+                        "accuracy": res.mean_accuracy,
+                        "sub_adapter": res.sub_adapter_config,
                     }
                 rows[variant] = {
                     "label": LABELS[variant],
@@ -472,16 +474,15 @@ def collect(st: Study, tasks: list[str], sparsities: list[float], seeds: list[in
             extras = {}
             for seed in seeds:
                 cell = st.cell(task, sp, seed)
-                train = {k: _read(cell / k / TRAIN) for k in ("nls", "lora_sparse")}
+                train = {k: read_summary(cell / k, TrainSummary) for k in ("nls", "lora_sparse")}
                 searches = {
-                    v: _read(cell / f"search_{v.removeprefix('shears_')}" / SEARCH)
+                    v: read_summary(cell / f"search_{v.removeprefix('shears_')}", SearchSummary)
                     for v in SEARCHES
                 }
                 extras[str(seed)] = {
                     "val_losses": _read(cell / VAL_FILE),
                     "final_train_loss": {
-                        k: (t or {}).get("train_loss") or (t or {}).get("final_loss")
-                        for k, t in train.items()
+                        k: (t.train_loss or t.final_loss) if t else None for k, t in train.items()
                     },
                     "search": {v: _search_summary(s) for v, s in searches.items()},
                 }

@@ -43,8 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from peft import LoraConfig, get_peft_model
 
-    from shears.adapters import SearchSpace, SpaceConfig
-    from shears.adapters.elastic_lora import inject_elastic_lora
+    from shears.adapters import ElasticLoraConfig, SpaceConfig, SuperAdapter
     from shears.models import load_model
 
     widths = [int(w) for w in a.widths.split(",")]
@@ -53,9 +52,9 @@ def main(argv: list[str] | None = None) -> dict:
     peft_base = copy.deepcopy(model)
 
     # -- NLS: elastic layers on the paper's space
-    cfg = SpaceConfig(widths=widths, alpha=64.0, dropout=0.1)
-    space = SearchSpace.build(model, cfg)
-    layers = inject_elastic_lora(model, space.modules, space.r_max, cfg.alpha, cfg.dropout)
+    cfg = ElasticLoraConfig(alpha=64.0, dropout=0.1)
+    nls = SuperAdapter.create(model, cfg, SpaceConfig(widths=widths))
+    layers, space = nls.layers, nls.space
     model.train()
 
     # -- PEFT: two adapters (r_max and min width) on a copy, same targets

@@ -115,6 +115,11 @@ def tiny_model(
     return model
 
 
+def active_config(space, layers) -> dict[str, int]:
+    """The ``{group: rank}`` active on elastic ``layers`` (what ``space.apply`` set)."""
+    return {g.name: layers[g.modules[0]].active_rank for g in space.groups}
+
+
 @pytest.fixture
 def tiny_llama():
     return tiny_model("llama")

@@ -62,22 +62,21 @@ def write(path: Path, data: bytes | str | list | dict) -> str:
 def base_with_adapter(root: Path, tokenizer, seed: int = 0) -> tuple[Path, Path]:
     """A tiny LLaMA saved in ``root/model`` and a super-adapter on it (random non-zero B, widths
     8/6/4 on q/v/up) in ``root/adapter``, with a ``train_config.json`` naming ``root/data.json``."""
-    from shears.adapters.elastic_lora import inject_elastic_lora
-    from shears.adapters.io import save_super_adapter
-    from shears.adapters.search_space import SearchSpace, SpaceConfig
+    from shears.adapters import ElasticLoraConfig, SpaceConfig, SuperAdapter
     from shears.models import save_model
 
     root.mkdir(parents=True, exist_ok=True)
     model = tiny_model("llama", seed=seed, tokenizer=tokenizer, max_positions=1024)
     save_model(model, tokenizer, root / "model")
-    cfg = SpaceConfig(targets=["q_proj", "v_proj", "up_proj"], groups=[], widths=[8, 6, 4])
-    space = SearchSpace.build(model, cfg)
-    layers = inject_elastic_lora(model, space.modules, 8, cfg.alpha)
+    cfg = ElasticLoraConfig(targets=["q_proj", "v_proj", "up_proj"])
+    adapter = SuperAdapter.create(
+        model, cfg, SpaceConfig(groups=[], widths=[8, 6, 4]), base_model=str(root / "model")
+    )
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for layer in layers.values():
+        for layer in adapter.layers.values():
             layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=gen) * 0.05)
-    save_super_adapter(model, space, cfg, root / "adapter", base_model=str(root / "model"))
+    adapter.save(root / "adapter")
     write(root / "data.json", ROWS)
     train_cfg = {"model": str(root / "model"), "data": str(root / "data.json"), "train_size": 6}
     write(root / "adapter" / "train_config.json", train_cfg)

@@ -1,10 +1,8 @@
 import pytest
-import torch
 
 from conftest import ARCHS, tiny_model
 from shears.errors import ShearsError
 from shears.models import (
-    count_parameters,
     find_decoder_blocks,
     find_targets,
     pattern_matches,
@@ -55,11 +53,3 @@ def test_missing_model_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ShearsError, match="no config.json"):
         validate_model_spec(str(tmp_path / "empty"))
-
-
-def test_count_parameters_hand_made():
-    lin = torch.nn.Linear(4, 2, bias=False)
-    with torch.no_grad():
-        lin.weight.copy_(torch.tensor([[0.0, 1.0, 0.0, 2.0], [3.0, 0.0, 0.0, 0.0]]))
-    model = torch.nn.Sequential(lin, lin)  # shared module counted once
-    assert count_parameters(model) == {"parameters": 8, "nonzero_parameters": 3}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import types
 import typing
 from pathlib import Path
@@ -22,10 +23,21 @@ from shears.inputs import read_text_file
 
 T = TypeVar("T")
 
+logger = logging.getLogger(__name__)
 
-def field(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:  # noqa: A002
-    """``dataclasses.field`` with a ``help`` text (used for ``--help`` and docs)."""
+
+def field(
+    default: Any = dataclasses.MISSING,
+    help: str = "",  # noqa: A002
+    aliases: tuple[str, ...] = (),
+    **kwargs: Any,
+) -> Any:
+    """``dataclasses.field`` with a ``help`` text (used for ``--help`` and docs) and the former
+    names of a renamed setting, oldest first (still accepted as config keys and flags, with a
+    deprecation warning)."""
     meta = dict(kwargs.pop("metadata", {}) or {}, help=help)
+    if aliases:
+        meta["aliases"] = tuple(aliases)
     if isinstance(default, (list, dict, set)):
         value = default
         return dataclasses.field(
@@ -51,13 +63,13 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
             return None
         raise ShearsError(f"config key {name!r} must not be null")
     origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(value, dict):  # a sub-config: its own errors
+        return from_dict(tp, value, prefix=f"{name}.")
     try:
         if dataclasses.is_dataclass(tp):
             if isinstance(value, tp):
                 return value
-            if not isinstance(value, dict):
-                raise TypeError
-            return from_dict(tp, value, prefix=f"{name}.")
+            raise TypeError
         if tp is Any:
             return value
         if origin in (list, tuple):
@@ -114,6 +126,7 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
         raise ShearsError(f"config {prefix or cls.__name__!r} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    data = rename_old_keys(cls, upgrade_layout(cls, data, prefix), prefix)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ShearsError(
@@ -121,6 +134,55 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
         )
     kwargs = {k: _coerce(prefix + k, v, hints[k]) for k, v in data.items()}
     return cls(**kwargs)
+
+
+def upgrade_layout(cls: type, data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``data`` in the current layout of ``cls``: a config class whose settings moved between
+    sections defines ``upgrade_layout(data, prefix) -> data`` (moving them, with a deprecation
+    WARNING)."""
+    upgrade = getattr(cls, "upgrade_layout", None)
+    return upgrade(data, prefix) if upgrade is not None else data
+
+
+def renamed(cls: type) -> dict[str, str]:
+    """``{former name: current name}`` of the renamed fields of dataclass ``cls``."""
+    return {old: f.name for f in dataclasses.fields(cls) for old in f.metadata.get("aliases", ())}
+
+
+def original_names(cls: type) -> dict[str, str]:
+    """``{current name: oldest name}`` of the renamed fields of dataclass ``cls``."""
+    return {
+        f.name: f.metadata["aliases"][0]
+        for f in dataclasses.fields(cls)
+        if f.metadata.get("aliases")
+    }
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def rename_old_keys(
+    cls: type, data: dict[str, Any], prefix: str = "", flags: bool = False
+) -> dict[str, Any]:
+    """``data`` with the former names of renamed fields of ``cls`` replaced by the current ones,
+    each with a deprecation WARNING (``flags``: named as command-line flags); a setting given
+    under both names is a ShearsError."""
+    old = renamed(cls)
+    if not old.keys() & data.keys():
+        return data
+    out = dict(data)
+    for name in [k for k in data if k in old]:
+        new = old[name]
+        given, use = (
+            (_flag(name), _flag(new)) if flags else (f"{prefix + name!r}", f"{prefix + new!r}")
+        )
+        what = "" if flags else "config key "
+        if new in out:
+            raise ShearsError(f"{what}{given} and {use} are the same setting; give only {use}")
+        logger.warning("%s%s is deprecated; use %s", what, given, use)
+        out[new] = out.pop(name)
+    return out
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -184,19 +246,24 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def add_dataclass_args(
-    parser: argparse.ArgumentParser, cls: type, exclude: tuple[str, ...] = ()
+    parser: argparse.ArgumentParser, cls: type, exclude: tuple[str, ...] = (), dest: str = ""
 ) -> None:
     """Add one ``--flag`` per field of ``cls`` (``foo_bar`` -> ``--foo-bar``), help from metadata.
 
     Defaults are left as ``None`` (argparse.SUPPRESS) so that only flags the user gave override
-    the dataclass defaults / a config file.
+    the dataclass defaults / a config file. A field holding a dataclass (a sub-config such as
+    ``space``) adds its fields' flags, unprefixed, in a group of their own, stored as
+    ``space.widths`` (``dest``: that prefix).
     """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in exclude or not f.init:
             continue
         tp, _ = _unwrap_optional(hints[f.name])
-        flag = "--" + f.name.replace("_", "-")
+        if dataclasses.is_dataclass(tp):
+            group = parser.add_argument_group(f.name, f.metadata.get("help", ""))
+            add_dataclass_args(group, tp, dest=f"{dest}{f.name}.")
+            continue
         default = (
             f.default
             if f.default is not dataclasses.MISSING
@@ -206,39 +273,38 @@ def add_dataclass_args(
         help_text = (
             f"{help_text} (default: {default!r})" if help_text else f"(default: {default!r})"
         )
+        kind: dict[str, Any] = {"default": argparse.SUPPRESS}
         if tp is bool:
-            parser.add_argument(
-                flag,
-                dest=f.name,
-                action=argparse.BooleanOptionalAction,
-                default=argparse.SUPPRESS,
-                help=help_text,
-            )
+            kind["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(tp) in (list, tuple):
-            parser.add_argument(
-                flag,
-                dest=f.name,
-                default=argparse.SUPPRESS,
-                metavar="A,B,...",
-                help=help_text + " (comma-separated)",
-            )
+            kind["metavar"] = "A,B,..."
+            help_text += " (comma-separated)"
         else:
-            parser.add_argument(
-                flag,
-                dest=f.name,
-                default=argparse.SUPPRESS,
-                metavar=tp.__name__.upper() if isinstance(tp, type) else "VALUE",
-                help=help_text,
-            )
+            kind["metavar"] = tp.__name__.upper() if isinstance(tp, type) else "VALUE"
+        parser.add_argument(_flag(f.name), dest=dest + f.name, help=help_text, **kind)
+        for old in f.metadata.get("aliases", ()):  # former names: hidden, warned about
+            parser.add_argument(_flag(old), dest=dest + old, help=argparse.SUPPRESS, **kind)
 
 
 def dataclass_from_args(
     cls: type[T], args: argparse.Namespace, base: dict[str, Any] | None = None
 ) -> T:
-    """Build ``cls`` from a base dict (e.g. a config file) updated by the flags the user gave."""
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    data = dict(base or {})
-    data.update({k: v for k, v in vars(args).items() if k in names})
+    """Build ``cls`` from a base dict (e.g. a config file) updated by the flags the user gave
+    (those of a sub-config, ``space.widths``, update its section)."""
+    names = {f.name for f in dataclasses.fields(cls) if f.init} | renamed(cls).keys()
+    given = {k: v for k, v in vars(args).items() if k in names}
+    data = rename_old_keys(cls, upgrade_layout(cls, dict(base or {})))
+    data.update(rename_old_keys(cls, given, flags=True))
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name not in names or not dataclasses.is_dataclass(_unwrap_optional(hints[f.name])[0]):
+            continue
+        section = {} if data.get(f.name) is None else data[f.name]  # empty: the defaults
+        flags = {
+            k[len(f.name) + 1 :]: v for k, v in vars(args).items() if k.startswith(f.name + ".")
+        }
+        if isinstance(section, dict) and (flags or f.name in data):
+            data[f.name] = {**section, **flags}
     return from_dict(cls, data)
 
 

@@ -424,20 +424,6 @@ def in_out_features(module: nn.Module) -> tuple[int, int]:
     return w.shape[1], w.shape[0]
 
 
-def count_parameters(model: nn.Module) -> dict[str, int]:
-    """Total and non-zero parameters over *all* parameters (embeddings, head, adapters); tied
-    weights counted once, as the paper counts them."""
-    seen: set[int] = set()
-    total = nonzero = 0
-    for p in model.parameters():
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
-        total += p.numel()
-        nonzero += int(torch.count_nonzero(p.detach()).item())
-    return {"parameters": total, "nonzero_parameters": nonzero}
-
-
 def get_submodule_parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     """``(parent, attribute)`` of the module called ``name``."""
     if "." in name:

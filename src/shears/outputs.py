@@ -28,21 +28,12 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from shears.artifacts import STAGE_FILES
 from shears.errors import ShearsError
 
 logger = logging.getLogger(__name__)
 
 MARKER = ".shears-output.json"
-
-# The file that identifies each command's output written before markers existed.
-LEGACY_FILES = {
-    "prune": ("prune_report.json", "prune_config.json"),
-    "train": ("train_config.json", "train_results.json"),
-    "search": ("search_results.json", "search_log.jsonl"),
-    "eval": ("eval_results.json",),
-    "export": ("export_results.json", "export_config.json"),
-    "run": ("run_config.json",),
-}
 
 _SIBLING_RE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)(-.*)?$")
 
@@ -115,7 +106,7 @@ def owner(folder: Path) -> tuple[str | None, list[str] | None]:
     if marker is not None:
         owned = marker.get("owned")
         return marker["stage"], [str(p) for p in owned] if isinstance(owned, list) else None
-    for stage, files in LEGACY_FILES.items():
+    for stage, files in STAGE_FILES.items():  # written before markers existed
         if any((folder / f).is_file() for f in files):
             return stage, None
     return None, None

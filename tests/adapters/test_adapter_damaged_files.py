@@ -10,16 +10,16 @@ from transformers import AutoModelForCausalLM
 
 from conftest import tiny_model
 from input_helpers import BINARY, LATIN1_JSON, base_with_adapter, write
+from shears.adapters.config import ElasticLoraConfig, SpaceConfig
 from shears.adapters.io import (
     META,
     PEFT_CONFIG,
     SPACE,
     WEIGHTS,
-    load_super_adapter,
-    read_super_adapter_meta,
+    SuperAdapter,
     warn_if_other_base,
 )
-from shears.adapters.search_space import SearchSpace, SpaceConfig
+from shears.adapters.search_space import SearchSpace
 from shears.errors import ShearsError
 
 
@@ -34,24 +34,24 @@ def test_damaged_json_in_adapter_folder(adapter, name, content):
     _, folder = adapter
     write(folder / name, content)
     with pytest.raises(ShearsError, match=rf"{name}'"):
-        read_super_adapter_meta(folder)
+        SuperAdapter.read(folder)
 
 
 def test_metadata_without_space_config(adapter):
     _, folder = adapter
     write(folder / META, {"r_max": 8})
     with pytest.raises(ShearsError, match=r"has no 'space_config' object"):
-        read_super_adapter_meta(folder)
+        SuperAdapter.read(folder)
     write(folder / META, {"space_config": {"widths": "x"}})
     with pytest.raises(ShearsError, match=r"shears_adapter.json'.*space_config.widths"):
-        read_super_adapter_meta(folder)
+        SuperAdapter.read(folder)
 
 
 def test_malformed_search_space(adapter, tmp_path):
     _, folder = adapter
     write(folder / SPACE, {"groups": [{"name": "0.q"}]})
     with pytest.raises(ShearsError, match=r"search_space.json' is not a search space"):
-        read_super_adapter_meta(folder)
+        SuperAdapter.read(folder)
     other = write(tmp_path / "space.json", {"groups": []})
     with pytest.raises(ShearsError, match=r"--space file .*space.json' is not a search space"):
         SearchSpace.load(other, "--space file")
@@ -64,7 +64,7 @@ def test_damaged_weights(adapter):
     with pytest.raises(
         ShearsError, match=r"adapter weights .*adapter_model.safetensors' are unreadable"
     ):
-        load_super_adapter(model, folder)
+        SuperAdapter.load(model, folder)
 
 
 def test_groups_pattern_that_matches_nothing_fails():
@@ -75,12 +75,12 @@ def test_groups_pattern_that_matches_nothing_fails():
         ShearsError,
         match=r"groups pattern 'k_projj' of group .*matches no target module.*self_attn.k_proj",
     ):
-        SearchSpace.build(model, cfg)
+        SearchSpace.build(model, ElasticLoraConfig(), cfg)
 
 
 def test_bad_regex_in_space_config():
     with pytest.raises(ShearsError, match=r"targets 're:\[' is not a valid regular expression"):
-        SpaceConfig(targets=["re:["])
+        ElasticLoraConfig(targets=["re:["])
     with pytest.raises(
         ShearsError, match=r"groups 're:q_proj\)' is not a valid regular expression"
     ):

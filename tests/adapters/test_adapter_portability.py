@@ -8,28 +8,23 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import tiny_model
-from shears.adapters import SearchSpace, SpaceConfig, elastic_layers
-from shears.adapters.elastic_lora import inject_elastic_lora
-from shears.adapters.io import (
-    WEIGHTS,
-    load_super_adapter,
-    recorded_base_model,
-    save_super_adapter,
-)
+from shears.adapters import ElasticLoraConfig, SpaceConfig, SuperAdapter, elastic_layers
+from shears.adapters.io import WEIGHTS
 from shears.config import absolute_spec, same_spec
 
 
 def _save(folder, base_model, dtype=torch.float32):
     model = tiny_model("llama").to(dtype)
-    cfg = SpaceConfig(widths=[8, 4], alpha=16.0, dropout=0.0)
-    space = SearchSpace.build(model, cfg)
-    layers = inject_elastic_lora(model, space.modules, 8, 16.0, dtype=dtype)
+    cfg = ElasticLoraConfig(alpha=16.0, dropout=0.0)
+    adapter = SuperAdapter.create(
+        model, cfg, SpaceConfig(widths=[8, 4]), base_model=base_model, dtype=dtype
+    )
     torch.manual_seed(3)
     with torch.no_grad():
-        for layer in layers.values():
+        for layer in adapter.layers.values():
             layer.lora_B.normal_()
-    save_super_adapter(model, space, cfg, folder, base_model=base_model)
-    return space
+    adapter.save(folder)
+    return adapter.space
 
 
 def test_base_recorded_as_given_and_absolute(tmp_path, monkeypatch):
@@ -44,7 +39,7 @@ def test_base_recorded_as_given_and_absolute(tmp_path, monkeypatch):
     # from another folder, the recorded base still names the model
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
-    assert recorded_base_model(tmp_path / "adapter") == str(tmp_path.resolve() / "base")
+    assert SuperAdapter.read(tmp_path / "adapter").base_spec == str(tmp_path.resolve() / "base")
 
 
 def test_hub_id_and_named_default_stay_as_given(tmp_path):
@@ -52,7 +47,7 @@ def test_hub_id_and_named_default_stay_as_given(tmp_path):
         _save(tmp_path / "a", spec)
         meta = json.loads((tmp_path / "a" / "shears_adapter.json").read_text())
         assert meta["base_model"] == spec and meta["base_model_path"] is None
-        assert recorded_base_model(tmp_path / "a") == spec
+        assert SuperAdapter.read(tmp_path / "a").base_spec == spec
 
 
 def test_moved_base_falls_back_to_the_given_spec(tmp_path, monkeypatch):
@@ -60,7 +55,7 @@ def test_moved_base_falls_back_to_the_given_spec(tmp_path, monkeypatch):
     tiny_model("llama").save_pretrained("base")
     _save(tmp_path / "adapter", "base")
     (tmp_path / "base").rename(tmp_path / "gone")
-    assert recorded_base_model(tmp_path / "adapter") == "base"
+    assert SuperAdapter.read(tmp_path / "adapter").base_spec == "base"
 
 
 def test_same_spec_compares_resolved_paths(tmp_path, monkeypatch):
@@ -82,11 +77,11 @@ def test_bf16_base_loads_the_adapter_in_full_precision(tmp_path, saved_dtype):
     ids = torch.randint(0, 128, (2, 7))
 
     ref = tiny_model("llama")  # fp32 base, fp32 adapter
-    layers, _ = load_super_adapter(ref, tmp_path / "ad")
+    layers = SuperAdapter.load(ref, tmp_path / "ad").layers
     want = ref(ids).logits
 
     base = tiny_model("llama").to(torch.bfloat16)
-    layers, _ = load_super_adapter(base, tmp_path / "ad")
+    layers = SuperAdapter.load(base, tmp_path / "ad").layers
     for name, layer in layers.items():
         assert layer.lora_A.dtype == torch.float32 and layer.lora_B.dtype == torch.float32
         assert layer.base_layer.weight.dtype == torch.bfloat16
@@ -102,5 +97,5 @@ def test_wider_saved_dtype_is_kept(tmp_path):
     _save(tmp_path / "ad", "tiny")
     f = tmp_path / "ad" / WEIGHTS
     save_file({k: v.double() for k, v in load_file(str(f)).items()}, str(f))
-    layers, _ = load_super_adapter(tiny_model("llama").to(torch.bfloat16), tmp_path / "ad")
+    layers = SuperAdapter.load(tiny_model("llama").to(torch.bfloat16), tmp_path / "ad").layers
     assert all(layer.lora_A.dtype == torch.float64 for layer in layers.values())

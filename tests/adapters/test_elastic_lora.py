@@ -8,7 +8,13 @@ import torch
 from torch import nn
 
 from conftest import tiny_model
-from shears.adapters import ElasticLoRALinear, SearchSpace, SpaceConfig, elastic_layers
+from shears.adapters import (
+    ElasticLoraConfig,
+    ElasticLoRALinear,
+    SearchSpace,
+    SpaceConfig,
+    elastic_layers,
+)
 from shears.adapters.elastic_lora import inject_elastic_lora, remove_elastic_lora
 
 
@@ -21,12 +27,12 @@ def _randomise_b(model, seed=1):
 
 def _elastic(arch="llama", widths=(8, 6, 4), alpha=16.0, **kw):
     model = tiny_model(arch)
-    cfg = SpaceConfig(widths=list(widths), alpha=alpha, dropout=0.0, **kw)
+    cfg = ElasticLoraConfig(alpha=alpha, dropout=0.0, **kw)
+    space_cfg = SpaceConfig(widths=list(widths))
     if arch == "gpt2":
-        cfg = SpaceConfig(
-            targets=["c_attn", "c_fc"], groups=[], widths=list(widths), alpha=alpha, dropout=0.0
-        )
-    space = SearchSpace.build(model, cfg)
+        cfg = ElasticLoraConfig(targets=["c_attn", "c_fc"], alpha=alpha, dropout=0.0)
+        space_cfg = SpaceConfig(groups=[], widths=list(widths))
+    space = SearchSpace.build(model, cfg, space_cfg)
     layers = inject_elastic_lora(model, space.modules, space.r_max, cfg.alpha, 0.0, **kw)
     _randomise_b(model)
     return model, space, layers, cfg

@@ -6,14 +6,26 @@ import json
 import pytest
 import torch
 
-from conftest import tiny_model
-from shears.adapters import SearchSpace, SpaceConfig, elastic_layers
+from conftest import active_config, tiny_model
+from shears.adapters import ElasticLoraConfig, SearchSpace, SpaceConfig, elastic_layers
+from shears.adapters.config import ADAPTER_KEYS, fit_r_max, read_adapter_file
 from shears.adapters.elastic_lora import inject_elastic_lora
 from shears.errors import ShearsError
 
 
+def configs(**kw) -> tuple[ElasticLoraConfig, SpaceConfig]:
+    """Both configs from one mapping of their keys (as a ``--space-config`` file holds them)."""
+    adapter = ElasticLoraConfig(**{k: kw.pop(k) for k in ADAPTER_KEYS if k in kw})
+    space = SpaceConfig(**kw)
+    return fit_r_max(adapter, space), space
+
+
+def build(model, **kw) -> SearchSpace:
+    return SearchSpace.build(model, *configs(**kw))
+
+
 def test_default_grouping_is_the_papers():
-    space = SearchSpace.build(tiny_model("llama"), SpaceConfig())
+    space = build(tiny_model("llama"))
     assert [g.name for g in space.groups[:3]] == [
         "0.q_proj+k_proj+v_proj",
         "0.up_proj",
@@ -27,13 +39,14 @@ def test_default_grouping_is_the_papers():
 
 
 def test_heuristic_is_middle_width():
-    space = SearchSpace.build(tiny_model("llama"), SpaceConfig(widths=[16, 12, 8, 4]))
+    space = build(tiny_model("llama"), widths=[16, 12, 8, 4])
     assert set(space.heuristic().values()) == {12}  # widths[(4 - 1) // 2]
 
 
 def test_per_module_groups_and_other_targets():
-    cfg = SpaceConfig(targets=["q_proj", "v_proj", "o_proj"], groups=[], widths=[8, 4])
-    space = SearchSpace.build(tiny_model("llama"), cfg)
+    space = build(
+        tiny_model("llama"), targets=["q_proj", "v_proj", "o_proj"], groups=[], widths=[8, 4]
+    )
     assert len(space.groups) == 6 and all(len(g.modules) == 1 for g in space.groups)
     assert space.groups[0].name == "0.self_attn.q_proj"
 
@@ -43,15 +56,16 @@ def test_space_config_from_yaml_and_json(tmp_path):
         "space:\n  targets: [q_proj, v_proj, down_proj]\n  groups: [[q_proj, v_proj]]\n"
         "  widths: [16, 8]\n  alpha: 32\n"
     )
-    cfg = SpaceConfig.from_file(tmp_path / "s.yaml")
-    assert cfg.widths == [16, 8] and cfg.r_max == 16 and cfg.alpha == 32.0
-    space = SearchSpace.build(tiny_model("llama"), cfg)
+    sections = read_adapter_file(tmp_path / "s.yaml")
+    adapter, cfg = configs(**sections["adapter"], **sections["space"])
+    assert cfg.widths == [16, 8] and adapter.r_max == 16 and adapter.alpha == 32.0
+    space = SearchSpace.build(tiny_model("llama"), adapter, cfg)
     assert [g.name for g in space.groups[:2]] == ["0.q_proj+v_proj", "0.mlp.down_proj"]
     (tmp_path / "s.json").write_text(json.dumps({"widths": [4, 2], "groups": []}))
-    assert SpaceConfig.from_file(tmp_path / "s.json").widths == [4, 2]
+    assert read_adapter_file(tmp_path / "s.json")["space"]["widths"] == [4, 2]
     (tmp_path / "bad.json").write_text(json.dumps({"widths": [4, 2], "colour": "red"}))
     with pytest.raises(ShearsError, match="unknown config key 'space.colour'"):
-        SpaceConfig.from_file(tmp_path / "bad.json")
+        read_adapter_file(tmp_path / "bad.json")
 
 
 @pytest.mark.parametrize(
@@ -71,19 +85,18 @@ def test_space_config_from_yaml_and_json(tmp_path):
 )
 def test_bad_space_config(kwargs, message):
     with pytest.raises(ShearsError, match=message):
-        SpaceConfig(**kwargs)
+        configs(**kwargs)
 
 
 def test_group_matching_no_module_is_an_error():
-    cfg = SpaceConfig(groups=[["q_proj", "k_proj", "v_proj"], ["gate_proj"]])
     with pytest.raises(ShearsError, match=r"group \['gate_proj'\] matches no target module"):
-        SearchSpace.build(tiny_model("llama"), cfg)
+        build(tiny_model("llama"), groups=[["q_proj", "k_proj", "v_proj"], ["gate_proj"]])
     with pytest.raises(ShearsError, match="'nope_proj' matches no linear layer"):
-        SearchSpace.build(tiny_model("llama"), SpaceConfig(targets=["nope_proj"]))
+        build(tiny_model("llama"), targets=["nope_proj"])
 
 
 def test_sampling_is_a_function_of_seed_and_step():
-    space = SearchSpace.build(tiny_model("llama"), SpaceConfig())
+    space = build(tiny_model("llama"))
     a = [space.sample(7, s) for s in range(40)]
     torch.manual_seed(123)  # global RNG state must not matter
     torch.rand(5)
@@ -104,7 +117,7 @@ def test_sampling_is_a_function_of_seed_and_step():
 
 
 def test_validate_errors():
-    space = SearchSpace.build(tiny_model("llama"), SpaceConfig())
+    space = build(tiny_model("llama"))
     cfg = space.heuristic()
     with pytest.raises(ShearsError, match="unknown group"):
         space.validate({**cfg, "9.up_proj": 32})
@@ -117,11 +130,11 @@ def test_validate_errors():
 
 def test_apply_active_config_and_parameter_count(tmp_path):
     model = tiny_model("llama")
-    space = SearchSpace.build(model, SpaceConfig(widths=[8, 4]))
+    space = build(model, widths=[8, 4])
     layers = inject_elastic_lora(model, space.modules, 8, 16.0)
     cfg = space.sample(0, 5)
     space.apply(layers, cfg)
-    assert space.active_config(elastic_layers(model)) == cfg
+    assert active_config(space, elastic_layers(model)) == cfg
     # q,k,v: (32 -> 32, 32 -> 16, 32 -> 16); up 32 -> 64; down 64 -> 32, two blocks
     expect = 2 * (8 * (64 + 48 + 48) + 8 * 96 + 8 * 96)
     assert space.adapter_parameters(space.maximal()) == expect

@@ -451,7 +451,7 @@ RUN_BASE = ("run_dir=out", "model=base", "task=train.json", "eval_tasks=[math:ma
             "search.max_turns=1", "search.val_size=2", "search.batch_size=2",
             "search.plots=false", "eval.limit=2", "eval.max_new_tokens=2", "eval.batch_size=2",
             "eval.progress=false", "export.verify=false")  # fmt: skip
-RUN_GPT2 = ("model=gpt2", "train.space.targets=[c_attn,c_fc]", "train.space.groups=[]")
+RUN_GPT2 = ("model=gpt2", "train.adapter.targets=[c_attn,c_fc]", "train.space.groups=[]")
 
 
 def _dotdot(argv: tuple[str, ...]) -> tuple[str, ...]:

@@ -5,14 +5,13 @@ import torch
 
 from shears.data.calibration import (
     calibration_ids,
-    default_texts,
     heldout_ids,
     iter_texts,
     sample_windows,
-    source_kind,
     token_stream,
-    validate_source,
 )
+from shears.data.sources import default_texts
+from shears.data.spec import source_kind, validate_source
 from shears.errors import ShearsError
 
 DOCS = [

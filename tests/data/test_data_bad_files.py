@@ -7,8 +7,9 @@ import pytest
 
 from input_helpers import BINARY, LATIN1_JSON, write
 from shears.config import load_config_file
-from shears.data.calibration import iter_texts, validate_source
-from shears.data.tasks import read_json_rows
+from shears.data.calibration import iter_texts
+from shears.data.sources import read_json_rows
+from shears.data.spec import validate_source
 from shears.errors import ShearsError
 from shears.inputs import (
     check_name_patterns,

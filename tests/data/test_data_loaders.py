@@ -4,8 +4,15 @@ import json
 
 import pytest
 
-from shears.data.tasks import load_json_records, load_reasoning_gym, split_templates
+from shears.data.sources import load_instructions
+from shears.data.spec import DataSpec
+from shears.data.tasks import load_reasoning_gym, split_templates
 from shears.errors import ShearsError
+
+
+def load_json_records(path, require=("instruction",)):
+    """Instruction records of a JSON / JSONL file, checked for ``require``."""
+    return load_instructions(DataSpec("json", str(path)), require=require)
 
 
 def test_json_and_jsonl_records(tmp_path):

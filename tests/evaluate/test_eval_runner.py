@@ -5,9 +5,7 @@ import pytest
 import torch
 from eval_helpers import MATH_ROWS, MC_ROWS, save_tiny_model, tiny_lm, write_json
 
-from shears.adapters.elastic_lora import inject_elastic_lora
-from shears.adapters.io import save_super_adapter
-from shears.adapters.search_space import SearchSpace, SpaceConfig
+from shears.adapters import ElasticLoraConfig, SpaceConfig, SuperAdapter
 from shears.errors import ShearsError
 from shears.evaluate import runner
 from shears.evaluate.runner import EvalConfig, evaluate_model, run_eval
@@ -19,14 +17,15 @@ def setup(tmp_path, tiny_tokenizer):
     tok = tiny_tokenizer
     model_dir = save_tiny_model(tiny_lm(tok), tok, tmp_path / "model")
     model = tiny_lm(tok)
-    space_cfg = SpaceConfig(widths=[8, 4, 2], dropout=0.0)
-    space = SearchSpace.build(model, space_cfg)
-    layers = inject_elastic_lora(model, space.modules, 8, space_cfg.alpha)
+    adapter = SuperAdapter.create(
+        model, ElasticLoraConfig(dropout=0.0), SpaceConfig(widths=[8, 4, 2])
+    )
     torch.manual_seed(1)
-    for layer in layers.values():
+    for layer in adapter.layers.values():
         torch.nn.init.normal_(layer.lora_B, std=0.5)
     adapter_dir = tmp_path / "run" / "adapter"
-    save_super_adapter(model, space, space_cfg, adapter_dir)
+    adapter.save(adapter_dir)
+    space = adapter.space
     math_f = write_json(tmp_path / "math.json", MATH_ROWS)
     mc_f = write_json(tmp_path / "mc.json", MC_ROWS)
     return {

@@ -8,9 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from conftest import tiny_config
-from shears.adapters.elastic_lora import inject_elastic_lora
-from shears.adapters.io import load_super_adapter, save_super_adapter
-from shears.adapters.search_space import SearchSpace, SpaceConfig
+from shears.adapters import ElasticLoraConfig, SearchSpace, SpaceConfig, SuperAdapter
 from shears.models import find_targets, weight_out_in
 
 
@@ -40,6 +38,7 @@ def make_super_adapter(
     n_layers: int = 2,
     space_cfg: SpaceConfig | None = None,
     sparse_adapter: bool = False,
+    adapter_cfg: ElasticLoraConfig | None = None,
     seed: int = 0,
     model_overrides: dict | None = None,
 ) -> tuple[Path, Path, SearchSpace]:
@@ -48,19 +47,17 @@ def make_super_adapter(
     base_dir, adapter_dir = root / "base", root / "adapter"
     model.save_pretrained(base_dir)
     tokenizer.save_pretrained(base_dir)
-    space_cfg = space_cfg or SpaceConfig(
-        widths=[8, 6, 4], alpha=16.0, dropout=0.0, sparse_adapter=sparse_adapter
+    adapter_cfg = adapter_cfg or ElasticLoraConfig(
+        alpha=16.0, dropout=0.0, sparse_adapter=sparse_adapter
     )
-    space = SearchSpace.build(model, space_cfg)
-    layers = inject_elastic_lora(
-        model, space.modules, space.r_max, space_cfg.alpha, 0.0, space_cfg.sparse_adapter
-    )
+    space_cfg = space_cfg or SpaceConfig(widths=[8, 6, 4])
+    adapter = SuperAdapter.create(model, adapter_cfg, space_cfg, base_model=str(base_dir))
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
-        for layer in layers.values():
+        for layer in adapter.layers.values():
             layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=gen) * 0.2)
-    save_super_adapter(model, space, space_cfg, adapter_dir, base_model=str(base_dir))
-    return base_dir, adapter_dir, space
+    adapter.save(adapter_dir)
+    return base_dir, adapter_dir, adapter.space
 
 
 def mixed_config(space: SearchSpace) -> dict[str, int]:
@@ -77,8 +74,9 @@ def our_logits(base_dir: Path, adapter_dir: Path, config: dict, ids: torch.Tenso
     ``mask``: override the layers' ``sparse_adapter`` flag (None keeps the trained one).
     """
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
-    layers, space = load_super_adapter(model, adapter_dir, dropout=0.0)
-    space.apply(layers, config)
+    loaded = SuperAdapter.load(model, adapter_dir, dropout=0.0)
+    layers = loaded.layers
+    loaded.space.apply(layers, config)
     if mask is not None:
         for layer in layers.values():
             layer.sparse_adapter = mask

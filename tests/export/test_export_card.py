@@ -6,7 +6,7 @@ import json
 
 from export_helpers import make_super_adapter
 
-from shears.adapters.search_space import SpaceConfig
+from shears.adapters.config import ElasticLoraConfig, SpaceConfig
 from shears.export import ExportConfig, run_export
 from shears.export.report import parameter_summary
 
@@ -19,8 +19,11 @@ def test_card_numbers_hand_made(tmp_path, tiny_tokenizer):
     assert total == 26_784
     zeros = 2 * 9216 // 2  # every block linear has exactly half of each row zeroed
     nonzero = total - zeros  # 17,568
-    space_cfg = SpaceConfig(targets=["q_proj", "v_proj"], groups=[], widths=[4, 2], alpha=8.0)
-    base, adapter, space = make_super_adapter(tmp_path, tiny_tokenizer, space_cfg=space_cfg)
+    adapter_cfg = ElasticLoraConfig(targets=["q_proj", "v_proj"], alpha=8.0)
+    space_cfg = SpaceConfig(groups=[], widths=[4, 2])
+    base, adapter, space = make_super_adapter(
+        tmp_path, tiny_tokenizer, adapter_cfg=adapter_cfg, space_cfg=space_cfg
+    )
     config = {
         "0.self_attn.q_proj": 4,
         "0.self_attn.v_proj": 2,

@@ -8,10 +8,12 @@ import pytest
 from export_helpers import make_super_adapter, sparse_tiny_model
 
 import shears.export.run as export_run
-from shears.adapters.search_space import SearchSpace, SpaceConfig
+from shears.adapters.config import ElasticLoraConfig, SpaceConfig
+from shears.adapters.search_space import SearchSpace
+from shears.adapters.select import resolve_sub_adapter
 from shears.cli import main
 from shears.errors import ShearsError
-from shears.export import ExportConfig, resolve_sub_adapter, run_export
+from shears.export import ExportConfig, run_export
 
 
 @pytest.fixture
@@ -109,7 +111,7 @@ def test_mask_aware_no_keep_sparsity(tmp_path, tiny_tokenizer, no_model_load):
 
 def test_module_keyed_widths_file():
     model = sparse_tiny_model("llama", 2)
-    space = SearchSpace.build(model, SpaceConfig(widths=[8, 4]))
+    space = SearchSpace.build(model, ElasticLoraConfig(), SpaceConfig(widths=[8, 4]))
     by_module = space.module_ranks(space.minimal())
     assert resolve_sub_adapter(json.dumps(by_module), space).config == space.minimal()
     by_module["model.layers.0.self_attn.q_proj"] = 8  # q, k, v share one group

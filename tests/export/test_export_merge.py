@@ -7,8 +7,9 @@ import torch
 from export_helpers import make_super_adapter, mixed_config, our_logits, sparse_tiny_model
 from transformers import AutoModelForCausalLM
 
+from shears.adapters.config import ElasticLoraConfig, SpaceConfig
 from shears.adapters.elastic_lora import inject_elastic_lora, lora_delta
-from shears.adapters.search_space import SearchSpace, SpaceConfig
+from shears.adapters.search_space import SearchSpace
 from shears.errors import ShearsError
 from shears.export import ExportConfig, merge_adapter, run_export
 from shears.models import find_targets, weight_out_in
@@ -18,12 +19,12 @@ IDS = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(0))
 
 def _adapted(sparse_adapter: bool, arch: str = "llama"):
     model = sparse_tiny_model(arch, 2)
-    cfg = SpaceConfig(widths=[8, 4], alpha=16.0, dropout=0.0, sparse_adapter=sparse_adapter)
+    cfg = ElasticLoraConfig(alpha=16.0, dropout=0.0, sparse_adapter=sparse_adapter)
+    space_cfg = SpaceConfig(widths=[8, 4])
     if arch == "gpt2":
-        cfg = SpaceConfig(
-            targets=["c_attn", "c_fc"], groups=[], widths=[8, 4], alpha=16.0, dropout=0.0
-        )
-    space = SearchSpace.build(model, cfg)
+        cfg = ElasticLoraConfig(targets=["c_attn", "c_fc"], alpha=16.0, dropout=0.0)
+        space_cfg = SpaceConfig(groups=[], widths=[8, 4])
+    space = SearchSpace.build(model, cfg, space_cfg)
     layers = inject_elastic_lora(model, space.modules, 8, 16.0, 0.0, sparse_adapter)
     with torch.no_grad():
         for layer in layers.values():

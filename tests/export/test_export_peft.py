@@ -9,7 +9,7 @@ import torch
 from export_helpers import make_super_adapter, mixed_config, our_logits, stock_peft_logits
 from peft.utils.other import get_pattern_key
 
-from shears.adapters.search_space import SpaceConfig
+from shears.adapters.config import ElasticLoraConfig, SpaceConfig
 from shears.export import ExportConfig, pattern_keys, run_export
 
 IDS = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(0))
@@ -54,15 +54,16 @@ def test_round_trip_mixed_ranks_12_layers(tmp_path, tiny_tokenizer):
 
 
 def test_gpt2_conv1d_round_trip(tmp_path, tiny_tokenizer):
-    space_cfg = SpaceConfig(
-        targets=["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"],
-        groups=[],
-        widths=[4, 2],
-        alpha=8.0,
-        dropout=0.0,
+    adapter_cfg = ElasticLoraConfig(
+        targets=["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"], alpha=8.0, dropout=0.0
     )
     base, adapter, space = make_super_adapter(
-        tmp_path, tiny_tokenizer, arch="gpt2", n_layers=2, space_cfg=space_cfg
+        tmp_path,
+        tiny_tokenizer,
+        arch="gpt2",
+        n_layers=2,
+        adapter_cfg=adapter_cfg,
+        space_cfg=SpaceConfig(groups=[], widths=[4, 2]),
     )
     config = mixed_config(space)
     out = tmp_path / "out"
@@ -118,7 +119,9 @@ def test_anchored_keys_load_in_stock_peft(tmp_path, tiny_tokenizer):
     from shears.export import export_peft_adapter
 
     model = sparse_tiny_model("llama", 2)
-    space = SearchSpace.build(model, SpaceConfig(widths=[4, 2], alpha=8.0, dropout=0.0))
+    space = SearchSpace.build(
+        model, ElasticLoraConfig(alpha=8.0, dropout=0.0), SpaceConfig(widths=[4, 2])
+    )
     layers = inject_elastic_lora(model, space.modules, 4, 8.0)
     with torch.no_grad():
         for layer in layers.values():

@@ -8,9 +8,11 @@ from prune_helpers import TEXT, tiny_model_for
 from transformers import AutoModelForCausalLM
 
 from conftest import ARCHS, tiny_model
-from shears.models import count_parameters, find_targets
+from shears.artifacts import PRUNE_CONFIG, PRUNE_PLOT, PRUNE_REPORT
+from shears.models import find_targets
 from shears.prune import PruneConfig, prune_model, run_prune
-from shears.prune.api import CONFIG_FILE, PLOT_FILE, REPORT_FILE, save_pruned
+from shears.prune.api import save_pruned
+from shears.sparsity import count_parameters
 
 
 @pytest.fixture
@@ -50,9 +52,9 @@ def test_each_arch_prunes_saves_and_reloads_same_zeros_and_logits(arch, tmp_path
     x = torch.randint(0, len(tiny_tokenizer), (2, 12))
     with torch.no_grad():
         assert torch.allclose(model(x).logits, reloaded(x).logits, atol=1e-6)
-    saved = json.loads((tmp_path / "out" / REPORT_FILE).read_text())
+    saved = json.loads((tmp_path / "out" / PRUNE_REPORT).read_text())
     assert saved["layers"] == report["layers"]
-    assert (tmp_path / "out" / PLOT_FILE).stat().st_size > 1000
+    assert (tmp_path / "out" / PRUNE_PLOT).stat().st_size > 1000
 
 
 def test_run_prune_end_to_end_with_text_file(model_dir, text_file, tmp_path):
@@ -83,8 +85,8 @@ def test_run_prune_end_to_end_with_text_file(model_dir, text_file, tmp_path):
     assert set(report["seconds"]) >= {"load", "prune", "perplexity", "total"}
     assert report["peak_memory"]["peak_rss_mib"] > 0
     files = {p.name for p in out.iterdir()}
-    assert {REPORT_FILE, PLOT_FILE, CONFIG_FILE, "config.json", "model.safetensors"} <= files
-    assert json.loads((out / CONFIG_FILE).read_text())["pattern"] == "2:4"
+    assert {PRUNE_REPORT, PRUNE_PLOT, PRUNE_CONFIG, "config.json", "model.safetensors"} <= files
+    assert json.loads((out / PRUNE_CONFIG).read_text())["pattern"] == "2:4"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pruned.tmp")]
     reloaded = AutoModelForCausalLM.from_pretrained(out)
     for name, info in report["layers"].items():
@@ -122,4 +124,4 @@ def test_interrupted_save_leaves_no_complete_looking_output(tmp_path, tiny_token
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()
     save_pruned(model, tiny_tokenizer, report, cfg)
-    assert (tmp_path / "out" / PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "out" / PRUNE_PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

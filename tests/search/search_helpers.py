@@ -5,21 +5,24 @@ from __future__ import annotations
 import torch
 
 from conftest import tiny_model
+from shears.adapters.config import ElasticLoraConfig, SpaceConfig
 from shears.adapters.elastic_lora import inject_elastic_lora
-from shears.adapters.search_space import SearchSpace, SpaceConfig
+from shears.adapters.search_space import SearchSpace
 
 
-def tiny_super_adapter(arch: str = "llama", widths=(8, 6, 4), seed: int = 0, sparse=False):
+def tiny_super_adapter(
+    arch: str = "llama", widths=(8, 6, 4), seed: int = 0, sparse=False, **model_kw
+):
     """``(model, layers, space)``: a tiny ``arch`` model with a random elastic adapter whose B is
-    non-zero, so that every rank slice changes the output."""
-    model = tiny_model(arch, seed)
+    non-zero, so that every rank slice changes the output. ``model_kw``: for ``tiny_model``."""
+    model = tiny_model(arch, seed, **model_kw)
     targets = {
         "gpt2": ["c_attn", "c_fc"],
         "opt": ["q_proj", "v_proj", "fc1"],
         "gpt_neox": ["query_key_value", "dense_h_to_4h"],
     }.get(arch, ["q_proj", "v_proj", "up_proj"])
-    cfg = SpaceConfig(targets=targets, groups=[], widths=list(widths), sparse_adapter=sparse)
-    space = SearchSpace.build(model, cfg)
+    cfg = ElasticLoraConfig(targets=targets, sparse_adapter=sparse)
+    space = SearchSpace.build(model, cfg, SpaceConfig(groups=[], widths=list(widths)))
     layers = inject_elastic_lora(
         model, space.modules, space.r_max, cfg.alpha, 0.0, sparse_adapter=sparse
     )
@@ -29,6 +32,12 @@ def tiny_super_adapter(arch: str = "llama", widths=(8, 6, 4), seed: int = 0, spa
             lay.lora_B.copy_(torch.randn(lay.lora_B.shape, generator=gen) * 0.05)
     model.eval()
     return model, layers, space
+
+
+def config_from_key(space: SearchSpace, key: str) -> dict[str, int]:
+    """The config of a ``space_ops.config_key`` (its ranks in the space's group order)."""
+    ranks = [int(r) for r in key.split(",")]
+    return {g.name: r for g, r in zip(space.groups, ranks, strict=True)}
 
 
 def random_batches(n_batches=2, batch=3, seq=12, vocab=128, seed=0):

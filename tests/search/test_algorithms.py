@@ -1,4 +1,5 @@
 import pytest
+from search_helpers import config_from_key
 
 from shears.adapters.search_space import Group, SearchSpace
 from shears.search import (
@@ -67,8 +68,6 @@ def test_hill_climbing_never_revisits_and_never_reevaluates():
     assert len(positions) == len(set(positions))  # no config visited twice
     # each move is a one-step neighbour of the previous position
     for a, b in zip(positions, positions[1:], strict=False):
-        from shears.search.space_ops import config_from_key
-
         nb = {config_key(space, n) for _, _, n in neighbours(space, config_from_key(space, a))}
         assert b in nb
 

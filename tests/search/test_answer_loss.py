@@ -1,9 +1,12 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from search_helpers import random_batches, tiny_super_adapter
 
-from shears.search import AnswerLossObjective, CachedEvaluator, hill_climb
+from shears.data.tokenize import encode_example
+from shears.errors import ShearsError
+from shears.search import AnswerLossObjective, CachedEvaluator, encode_validation, hill_climb
 from shears.search.space_ops import neighbours
 
 
@@ -89,3 +92,51 @@ def test_exhaustive_hill_climb_same_path_naive_and_accelerated():
         out = hill_climb(space, ev, max_turns=4, patience=0)
         paths.append(([t["config_key"] for t in out.trajectory], out.best.config))
     assert paths[0] == paths[1]
+
+
+# ---------------------------------------------------------------------------- answer tokens only
+# (from tests/evaluate/test_eval_loss.py: evaluate.loss.answer_loss was a copy of this objective)
+
+EXAMPLES = [
+    {"instruction": "What is 2 plus 3?", "output": "The answer is 5."},
+    {"instruction": "Below is a task", "input": "with input", "output": "42"},
+    {"instruction": "Long " * 20, "output": "an answer"},
+]
+
+
+def _manual(model, tok, examples, cutoff):
+    total, count = 0.0, 0
+    for e in examples:
+        f = encode_example(tok, e, "alpaca", cutoff, train_on_inputs=False)
+        ids = torch.tensor([f["input_ids"]])
+        labels = torch.tensor(f["labels"])
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0]
+        keep = labels[1:] != -100
+        if keep.any():
+            total += F.cross_entropy(logits[:-1][keep], labels[1:][keep], reduction="sum").item()
+            count += int(keep.sum())
+    return total / count
+
+
+def _loss(model, layers, space, tok, examples, batch_size):
+    batches = encode_validation(tok, examples, "alpaca", 256, batch_size)
+    return AnswerLossObjective(model, layers, space, batches)(space.maximal())
+
+
+def test_loss_scores_only_answer_tokens(tiny_tokenizer):
+    tok = tiny_tokenizer
+    model, layers, space = tiny_super_adapter(tokenizer=tok, max_positions=1024)
+    got = _loss(model, layers, space, tok, EXAMPLES, batch_size=2)
+    assert got == pytest.approx(_manual(model, tok, EXAMPLES, 256), rel=1e-5)
+    # batch size does not matter
+    assert _loss(model, layers, space, tok, EXAMPLES, 1) == pytest.approx(got, rel=1e-5)
+    # the prompt is context only: a different output changes the loss, and the loss is an
+    # average over answer tokens, not over prompt tokens
+    other = [dict(e, output="zzzz zzzz") for e in EXAMPLES]
+    assert _loss(model, layers, space, tok, other, 2) != pytest.approx(got)
+
+
+def test_no_answer_tokens_raises(tiny_tokenizer):
+    with pytest.raises(ShearsError, match="no validation example has answer tokens"):
+        encode_validation(tiny_tokenizer, [{"instruction": "x " * 50, "output": "y"}], cutoff_len=8)

@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from conftest import tiny_model
-from shears.adapters.elastic_lora import inject_elastic_lora, remove_elastic_lora
-from shears.adapters.io import save_super_adapter
-from shears.adapters.search_space import SearchSpace, SpaceConfig
+from shears.adapters import ElasticLoraConfig, SpaceConfig, SuperAdapter
+from shears.adapters.elastic_lora import remove_elastic_lora
 from shears.cli import main
 from shears.models import save_model
 
@@ -19,14 +18,14 @@ def setup(tmp_path_factory, tiny_tokenizer):
     root = tmp_path_factory.mktemp("search_e2e")
     model = tiny_model("llama", tokenizer=tok)
     save_model(model, tok, root / "model")
-    cfg = SpaceConfig(targets=["q_proj", "v_proj", "up_proj"], groups=[], widths=[8, 6, 4])
-    space = SearchSpace.build(model, cfg)
-    layers = inject_elastic_lora(model, space.modules, 8, cfg.alpha)
+    cfg = ElasticLoraConfig(targets=["q_proj", "v_proj", "up_proj"])
+    space = SpaceConfig(groups=[], widths=[8, 6, 4])
+    adapter = SuperAdapter.create(model, cfg, space, base_model=str(root / "model"))
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for lay in layers.values():
+        for lay in adapter.layers.values():
             lay.lora_B.copy_(torch.randn(lay.lora_B.shape, generator=gen) * 0.05)
-    save_super_adapter(model, space, cfg, root / "adapter", base_model=str(root / "model"))
+    adapter.save(root / "adapter")
     remove_elastic_lora(model)
     rows = [
         {

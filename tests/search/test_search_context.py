@@ -12,9 +12,7 @@ import shears.models as models
 import shears.search.data as search_data
 from conftest import tiny_model
 from context_helpers import cli, error_lines
-from shears.adapters.elastic_lora import inject_elastic_lora
-from shears.adapters.io import save_super_adapter
-from shears.adapters.search_space import SearchSpace, SpaceConfig
+from shears.adapters import ElasticLoraConfig, SpaceConfig, SuperAdapter
 from shears.models import save_model
 
 
@@ -22,10 +20,10 @@ from shears.models import save_model
 def setup(tmp_path, tiny_tokenizer):
     model = tiny_model("llama", tokenizer=tiny_tokenizer, max_positions=64)
     save_model(model, tiny_tokenizer, tmp_path / "model")
-    cfg = SpaceConfig(targets=["q_proj", "v_proj"], groups=[], widths=[4, 2])
-    space = SearchSpace.build(model, cfg)
-    inject_elastic_lora(model, space.modules, 4, cfg.alpha)
-    save_super_adapter(model, space, cfg, tmp_path / "adapter", base_model=str(tmp_path / "model"))
+    cfg = ElasticLoraConfig(targets=["q_proj", "v_proj"])
+    space = SpaceConfig(groups=[], widths=[4, 2])
+    adapter = SuperAdapter.create(model, cfg, space, base_model=str(tmp_path / "model"))
+    adapter.save(tmp_path / "adapter")
     rows = [
         {"instruction": f"{i} + {i}?", "output": f"{2 * i}", "answer": str(2 * i)} for i in range(8)
     ]

@@ -7,13 +7,11 @@ import pytest
 import torch
 
 from conftest import tiny_model
-from shears.adapters.elastic_lora import inject_elastic_lora
-from shears.adapters.io import save_super_adapter
-from shears.adapters.search_space import SearchSpace, SpaceConfig
+from shears.adapters import ElasticLoraConfig, SpaceConfig, SuperAdapter
+from shears.artifacts import write_train_config
 from shears.cli import main
 from shears.models import save_model
 from shears.train.config import TrainConfig
-from shears.train.nls import CONFIG_FILE, _config_dict
 
 
 @pytest.fixture
@@ -23,13 +21,13 @@ def project(tmp_path, tiny_tokenizer, monkeypatch):
     monkeypatch.chdir(tmp_path)
     model = tiny_model("llama", tokenizer=tiny_tokenizer)
     save_model(model, tiny_tokenizer, "base")
-    cfg = SpaceConfig(targets=["q_proj", "v_proj"], groups=[], widths=[8, 4])
-    space = SearchSpace.build(model, cfg)
-    layers = inject_elastic_lora(model, space.modules, 8, cfg.alpha)
+    cfg = ElasticLoraConfig(targets=["q_proj", "v_proj"])
+    space = SpaceConfig(groups=[], widths=[8, 4])
+    adapter = SuperAdapter.create(model, cfg, space, base_model="base")
     with torch.no_grad():
-        for lay in layers.values():
+        for lay in adapter.layers.values():
             lay.lora_B.normal_(std=0.05)
-    save_super_adapter(model, space, cfg, "adapter", base_model="base")
+    adapter.save("adapter")
     rows = [
         {"instruction": f"What is {i} + {i}?", "output": f"The answer is {2 * i}."}
         for i in range(8)
@@ -38,7 +36,7 @@ def project(tmp_path, tiny_tokenizer, monkeypatch):
     train = TrainConfig(
         model="base", data="data.json", train_size=4, cutoff_len=200, output_dir="adapter"
     )
-    (tmp_path / "adapter" / CONFIG_FILE).write_text(json.dumps(_config_dict(train)))
+    write_train_config(tmp_path / "adapter", train)
     (tmp_path / "elsewhere").mkdir()
     return tmp_path
 

@@ -1,5 +1,7 @@
+from search_helpers import config_from_key
+
 from shears.adapters.search_space import Group, SearchSpace
-from shears.search.space_ops import config_from_key, config_key, group_blocks, neighbours
+from shears.search.space_ops import config_key, group_blocks, neighbours
 
 
 def make_space(widths=(32, 24, 16), n=3):

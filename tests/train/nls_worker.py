@@ -56,10 +56,11 @@ def make_examples(n: int = 24) -> list[dict]:
 
 
 def make_config(out: str, **overrides):
-    from shears.adapters import SpaceConfig
+    from shears.adapters import ElasticLoraConfig, SpaceConfig
     from shears.train import TrainConfig
 
-    space = overrides.pop("space", None) or SpaceConfig(widths=[8, 6, 4], alpha=16, dropout=0.1)
+    adapter = overrides.pop("adapter", None) or ElasticLoraConfig(alpha=16, dropout=0.1)
+    space = overrides.pop("space", None) or SpaceConfig(widths=[8, 6, 4])
     base = dict(
         output_dir=out,
         max_steps=6,
@@ -69,6 +70,7 @@ def make_config(out: str, **overrides):
         lr=5e-3,
         warmup=1,
         cutoff_len=256,
+        adapter=adapter,
         space=space,
         device="cpu",
     )

@@ -147,3 +147,22 @@ def test_resume_compares_paths_resolved(tok, tmp_path, monkeypatch):
     other = make_config(str(tmp_path / "out"), model="../other", max_steps=1, warmup=0, resume=True)
     with pytest.raises(ShearsError, match="--resume with a different model"):
         train_nls(make_model(tok), tok, make_examples(4), other)
+
+
+def test_resume_reads_a_train_config_of_the_previous_layout(tmp_path):
+    """A run started before the adapter / space split (every key under ``space``) resumes with
+    the same settings, and is refused with other ones."""
+    from shears.adapters import ElasticLoraConfig
+    from shears.artifacts import train_config_record
+    from shears.train.nls import _check_resume_config
+
+    cfg = make_config(str(tmp_path), max_steps=1)
+    record = train_config_record(cfg)
+    record["space"] = {**record.pop("adapter"), **record["space"]}
+    assert set(record["space"]) == {"targets", "r_max", "alpha", "dropout", "sparse_adapter",
+                                    "groups", "widths"}  # fmt: skip
+    (tmp_path / "train_config.json").write_text(json.dumps(record))
+    _check_resume_config(tmp_path, cfg)
+    other = make_config(str(tmp_path), max_steps=1, adapter=ElasticLoraConfig(alpha=2))
+    with pytest.raises(ShearsError, match="--resume with a different setting: adapter"):
+        _check_resume_config(tmp_path, other)

@@ -1,6 +1,7 @@
 """``shears train``: every TrainConfig field is a documented flag; config files; one-line errors."""
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -9,9 +10,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from nls_worker import make_examples, make_model, make_tokenizer  # noqa: E402
 
-from shears.adapters import SpaceConfig  # noqa: E402
+from shears.adapters import ElasticLoraConfig, SpaceConfig  # noqa: E402
 from shears.cli import build_parser, main  # noqa: E402
 from shears.config import dataclass_from_args  # noqa: E402
+from shears.errors import ShearsError  # noqa: E402
 from shears.train import TrainConfig  # noqa: E402
 
 
@@ -32,14 +34,16 @@ def _main(argv):
 def _flags(cls):
     import dataclasses
 
-    return ["--" + f.name.replace("_", "-") for f in dataclasses.fields(cls) if f.name != "space"]
+    subs = ("adapter", "space")  # sub-configs: their fields are the flags
+    return ["--" + f.name.replace("_", "-") for f in dataclasses.fields(cls) if f.name not in subs]
 
 
 def test_help_documents_every_field(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = capsys.readouterr().out
-    for flag in _flags(TrainConfig) + _flags(SpaceConfig) + ["--config", "--space-config"]:
+    flags = _flags(TrainConfig) + _flags(ElasticLoraConfig) + _flags(SpaceConfig)
+    for flag in flags + ["--config", "--space-config"]:
         assert flag in text, flag
 
 
@@ -68,13 +72,54 @@ def test_config_file_flags_and_space_parsing(tmp_path):
          "--data-fields", "instruction=question,output=answer", "--no-train-on-inputs"]
     )  # fmt: skip
     assert cfg.lr == 0.001 and cfg.batch_size == 3 and not cfg.train_on_inputs
-    assert cfg.space.widths == [16, 8] and cfg.space.alpha == 32.0
+    assert cfg.space.widths == [16, 8] and cfg.adapter.alpha == 32.0
     assert cfg.space.groups == [["q_proj", "v_proj"], ["up_proj"]]
     assert cfg.data_fields == {"instruction": "question", "output": "answer"}
     assert _parse(["--groups", ""]).space.groups == []
     assert isinstance(
         dataclass_from_args(TrainConfig, build_parser().parse_args(["train"])), TrainConfig
     )
+
+
+def test_adapter_and_space_layers(tmp_path, caplog):
+    """--config < --space-config < flags, for the adapter keys too, in either layout; an adapter
+    key under ``space`` (the layout before the split) still works, with a deprecation WARNING."""
+    (tmp_path / "new.yaml").write_text(
+        "adapter:\n  alpha: 32\n  targets: [q_proj]\nspace:\n  widths: [16, 8]\n"
+    )
+    (tmp_path / "old.yaml").write_text("space:\n  alpha: 32\n  targets: [q_proj]\n")
+    (tmp_path / "flat.yaml").write_text("alpha: 8\ndropout: 0.0\nwidths: [4, 2]\n")
+    (tmp_path / "sections.json").write_text(json.dumps({"adapter": {"alpha": 8}}))
+    with caplog.at_level(logging.WARNING, logger="shears"):
+        cfg = _parse(["--config", str(tmp_path / "new.yaml")])
+    assert cfg.adapter.alpha == 32 and cfg.adapter.targets == ["q_proj"] and cfg.adapter.r_max == 16
+    assert not caplog.records
+    old = _parse(["--config", str(tmp_path / "old.yaml"), "--widths", "16,8"])
+    assert old.adapter == cfg.adapter and old.space == cfg.space
+    assert "config key 'space.alpha' is deprecated: write it as 'adapter.alpha'" in caplog.text
+    both = ["--config", str(tmp_path / "old.yaml"), "--space-config", str(tmp_path / "flat.yaml")]
+    cfg = _parse(both)
+    assert (cfg.adapter.alpha, cfg.adapter.dropout, cfg.space.widths) == (8, 0.0, [4, 2])
+    assert cfg.adapter.targets == ["q_proj"] and cfg.adapter.r_max == 4
+    assert _parse([*both, "--alpha", "2"]).adapter.alpha == 2
+    cfg = _parse(["--config", str(tmp_path / "old.yaml"), "--space-config",
+                  str(tmp_path / "sections.json")])  # fmt: skip
+    assert cfg.adapter.alpha == 8 and cfg.adapter.targets == ["q_proj"]
+
+
+def test_train_config_of_either_layout():
+    from shears.config import from_dict
+
+    new = from_dict(TrainConfig, {"adapter": {"alpha": 8}, "space": {"widths": [4, 2]}})
+    old = from_dict(TrainConfig, {"space": {"alpha": 8, "widths": [4, 2]}})
+    assert old == new and new.adapter.alpha == 8 and new.adapter.r_max == 4
+    # a space key of the old layout wins over the same key under adapter (a packaged default)
+    both = from_dict(TrainConfig, {"adapter": {"alpha": 64}, "space": {"alpha": 8}})
+    assert both.adapter.alpha == 8
+    with pytest.raises(ShearsError, match="unknown config key 'space.colour'"):
+        from_dict(TrainConfig, {"space": {"colour": 1}})
+    with pytest.raises(ShearsError, match="first width must equal r_max 8"):
+        TrainConfig(adapter={"r_max": 8}, space={"widths": [4, 2]})
 
 
 def test_cli_trains_a_local_model_folder(model_dir, tmp_path, capsys):

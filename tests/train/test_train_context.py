@@ -15,7 +15,7 @@ from nls_worker import make_config, make_examples  # noqa: E402
 
 import shears.train.nls as nls  # noqa: E402
 from context_helpers import LONG_QUESTION, cli, error_lines, short_folder, write_json  # noqa: E402
-from shears.adapters import SpaceConfig  # noqa: E402
+from shears.adapters import ElasticLoraConfig, SpaceConfig  # noqa: E402
 from shears.errors import ShearsError  # noqa: E402
 from shears.train import train_nls  # noqa: E402
 
@@ -62,7 +62,8 @@ def test_train_nls_checks_the_loaded_model_before_tokenizing(tmp_path, monkeypat
     cfg = make_config(
         str(tmp_path / "out"),
         cutoff_len=65,
-        space=SpaceConfig(**LLAMA_SPACE),
+        adapter=ElasticLoraConfig(targets=LLAMA_SPACE["targets"], alpha=LLAMA_SPACE["alpha"]),
+        space=SpaceConfig(groups=LLAMA_SPACE["groups"], widths=LLAMA_SPACE["widths"]),
     )
     with pytest.raises(ShearsError, match=r"--cutoff-len 65 exceeds the model's 64 positions"):
         train_nls(model, tok, make_examples(4), cfg)

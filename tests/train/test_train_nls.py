@@ -11,7 +11,7 @@ from transformers import TrainerCallback
 sys.path.insert(0, str(Path(__file__).parent))
 from nls_worker import ActiveRanks, make_config, make_examples, make_model, make_tokenizer  # noqa: E402
 
-from shears.adapters import SearchSpace, SpaceConfig, elastic_layers  # noqa: E402
+from shears.adapters import ElasticLoraConfig, SearchSpace, SpaceConfig, elastic_layers  # noqa: E402
 from shears.errors import ShearsError  # noqa: E402
 from shears.train import train_nls  # noqa: E402
 
@@ -40,7 +40,7 @@ def test_train_outputs_frozen_base_and_sampling(tok, tmp_path):
     assert any(torch.count_nonzero(layer.lora_B) for layer in layers.values())  # it trained
 
     # one sampled sub-adapter per optimizer step, from space.sample(seed, step)
-    space = SearchSpace.build(make_model(tok), cfg.space)
+    space = SearchSpace.build(make_model(tok), cfg.adapter, cfg.space)
     assert [s for s, _ in rec.history] == [0, 1, 2, 3]
     for step, ranks in rec.history:
         assert ranks == space.module_ranks(space.sample(cfg.seed, step))
@@ -136,8 +136,11 @@ def test_existing_output_and_finished_resume(tok, tmp_path):
 
 def test_other_arch_and_gradient_checkpointing(tok, tmp_path):
     model = make_model(tok, arch="gpt2")
-    space = SpaceConfig(targets=["c_attn", "c_fc"], groups=[], widths=[4, 2], alpha=8.0)
-    cfg = make_config(str(tmp_path / "g"), max_steps=2, space=space, gradient_checkpointing=True)
+    adapter = ElasticLoraConfig(targets=["c_attn", "c_fc"], alpha=8.0)
+    space = SpaceConfig(groups=[], widths=[4, 2])
+    cfg = make_config(
+        str(tmp_path / "g"), max_steps=2, adapter=adapter, space=space, gradient_checkpointing=True
+    )
     res = train_nls(model, tok, make_examples(8), cfg)
     assert res["global_steps"] == 2 and res["groups"] == 4
 
@@ -150,7 +153,7 @@ def test_other_arch_and_gradient_checkpointing(tok, tmp_path):
         ([{"output": "y"}], {}, "example 0 has no 'instruction'"),
         (None, {"cutoff_len": 8}, "cutoff_len 8 is too short for any example"),
         (None, {"space": SpaceConfig(groups=[["q_proj"], ["gate_proj"]])}, "matches no target"),
-        (None, {"space": SpaceConfig(targets=["nope"])}, "'nope' matches no linear layer"),
+        (None, {"adapter": ElasticLoraConfig(targets=["nope"])}, "'nope' matches no linear layer"),
         (None, {"prompt_style": "chat"}, "chat template"),
     ],
 )

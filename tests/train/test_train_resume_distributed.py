@@ -90,7 +90,8 @@ def test_torchrun_two_ranks_same_configs_one_adapter(tmp_path):
     r1 = json.loads((rec / "configs_rank1.json").read_text())
     assert [s for s, _ in r0] == [0, 1, 2] and r0 == r1
     tok = make_tokenizer()
-    space = SearchSpace.build(make_model(tok), make_config("x").space)
+    cfg = make_config("x")
+    space = SearchSpace.build(make_model(tok), cfg.adapter, cfg.space)
     assert [ranks for _, ranks in r0] == [space.module_ranks(space.sample(0, s)) for s in range(3)]
     assert len(list(out.rglob("adapter_model.safetensors"))) == 1
     results = json.loads((out / "train_results.json").read_text())

@@ -57,7 +57,6 @@ class ElasticLoRALinear(nn.Module):
         for p in base_layer.parameters():
             p.requires_grad_(False)
         self.in_features, self.out_features = in_out_features(base_layer)
-        self.r_max = r_max
         self.alpha = float(alpha)
         self.scaling = self.alpha / r_max
         self.sparse_adapter = sparse_adapter
@@ -82,6 +81,11 @@ class ElasticLoRALinear(nn.Module):
         nn.init.zeros_(self.lora_B)
 
     # ------------------------------------------------------------------ state
+    @property
+    def r_max(self) -> int:
+        """The super-adapter's rank: the rows of ``lora_A``."""
+        return self.lora_A.shape[0]
+
     @property
     def active_rank(self) -> int:
         return self._active_rank

@@ -1,14 +1,17 @@
-"""Save / load the elastic super-adapter in the PEFT layout (plus our search space).
+"""The super-adapter folder, in the PEFT layout plus its configs: :class:`SuperAdapter`.
 
 A super-adapter folder holds:
 - ``adapter_model.safetensors``: ``base_model.model.<module>.lora_A.weight`` (r_max, in) and
   ``...lora_B.weight`` (out, r_max), the keys stock PEFT uses;
 - ``adapter_config.json``: a real ``peft.LoraConfig`` at r = r_max (stock PEFT loads it as the
   maximal sub-adapter, since our scaling alpha / r_max is PEFT's);
-- ``search_space.json``: the groups and their widths;
-- ``shears_adapter.json``: r_max, alpha, dropout, sparse_adapter, the space config and the base
-  model, as given (``base_model``) and as an absolute path (``base_model_path``; ``None`` for a hub
-  id or named default), so that the adapter works from any current folder.
+- ``search_space.json``: the groups built from the space config (modules, widths, shapes);
+- ``shears_adapter.json``: the two configs as they are (``adapter``: :class:`ElasticLoraConfig`,
+  ``space``: :class:`SpaceConfig`) and the base model, as given (``base_model``) and as an
+  absolute path (``base_model_path``; ``None`` for a hub id or named default), so that the adapter
+  works from any current folder. Folders written before the split hold both configs as one
+  ``space_config`` (and r_max, alpha, dropout, sparse_adapter again at the top); they read the
+  same.
 
 Adapters load in fp32 (or wider, when saved so) whatever the base dtype: a bf16 base keeps a
 full-precision adapter, as in training.
@@ -16,10 +19,11 @@ full-precision adapter, as in training.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -27,8 +31,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from shears.adapters.elastic_lora import ElasticLoRALinear, elastic_layers, inject_elastic_lora
-from shears.adapters.search_space import SearchSpace, SpaceConfig
+from shears.adapters.config import ElasticLoraConfig, SpaceConfig, fit_r_max, split_sections
+from shears.adapters.elastic_lora import ElasticLoRALinear, inject_elastic_lora
+from shears.adapters.search_space import SearchSpace
 from shears.config import from_dict, local_spec_path, recorded_path, same_spec
 from shears.errors import ShearsError
 from shears.inputs import read_json_file
@@ -58,59 +63,178 @@ def adapter_state_dict(
     return out
 
 
-def save_super_adapter(
-    model: nn.Module,
-    space: SearchSpace,
-    space_cfg: SpaceConfig,
-    out_dir: str | Path,
-    base_model: str | None = None,
-) -> None:
-    """Write the super-adapter of ``model`` into ``out_dir`` (caller makes it atomic)."""
-    from peft import LoraConfig
+@dataclass
+class SuperAdapter:
+    """An elastic LoRA super-adapter: its two configs, the search space built from them, the
+    base it was trained on and, once injected into a model, its layers.
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    layers = elastic_layers(model)
-    save_file(adapter_state_dict(layers), out / WEIGHTS)
-    base_path = local_spec_path(base_model)
-    LoraConfig(
-        r=space.r_max,
-        lora_alpha=space_cfg.alpha,
-        lora_dropout=space_cfg.dropout,
-        target_modules=sorted(layers),
-        task_type="CAUSAL_LM",
-        base_model_name_or_path=base_path or base_model,
-    ).save_pretrained(out)
-    space.save(out / SPACE)
-    meta = {
-        "r_max": space.r_max,
-        "alpha": space_cfg.alpha,
-        "dropout": space_cfg.dropout,
-        "sparse_adapter": space_cfg.sparse_adapter,
-        "space_config": asdict(space_cfg),
-        "base_model": base_model,
-        "base_model_path": base_path,
-    }
-    (out / META).write_text(json.dumps(meta, indent=2) + "\n")
+    As PEFT: :meth:`create` injects fresh layers (``get_peft_model``), :meth:`save` writes the
+    folder with the configs as-is (``save_pretrained``), :meth:`read` reads them back without a
+    model and :meth:`load` injects and loads the weights (``from_pretrained``).
+    """
+
+    config: ElasticLoraConfig
+    space_config: SpaceConfig
+    space: SearchSpace
+    base_model: str | None = None  # as given
+    base_model_path: str | None = None  # absolute; None for a hub id or a named default
+    layers: dict[str, ElasticLoRALinear] = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def base_spec(self) -> str | None:
+        """The base to load from any current folder: its absolute path when that still exists,
+        else the spec as given (``None`` if none is recorded)."""
+        return recorded_path(self.base_model, self.base_model_path)
+
+    @classmethod
+    def create(
+        cls,
+        model: nn.Module,
+        config: ElasticLoraConfig,
+        space_config: SpaceConfig,
+        *,
+        base_model: str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> SuperAdapter:
+        """Inject fresh elastic layers (A random, B zero) into the targets of ``model``."""
+        config = fit_r_max(config, space_config)
+        space = SearchSpace.build(model, config, space_config)
+        adapter = cls(config, space_config, space, base_model, local_spec_path(base_model))
+        adapter.layers = adapter._inject(model, config.dropout, dtype)
+        return adapter
+
+    def _inject(
+        self, model: nn.Module, dropout: float, dtype: torch.dtype | None
+    ) -> dict[str, ElasticLoRALinear]:
+        c = self.config
+        return inject_elastic_lora(
+            model, self.space.modules, c.r_max, c.alpha, dropout, c.sparse_adapter, dtype=dtype
+        )
+
+    def save(self, out_dir: str | Path) -> None:
+        """Write the folder: weights at r_max, PEFT's ``adapter_config.json``, the search space
+        and ``shears_adapter.json`` (the configs as-is). The caller makes it atomic."""
+        from peft import LoraConfig
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        save_file(adapter_state_dict(self.layers), out / WEIGHTS)
+        LoraConfig(
+            r=self.config.r_max,
+            lora_alpha=self.config.alpha,
+            lora_dropout=self.config.dropout,
+            target_modules=sorted(self.layers),
+            task_type="CAUSAL_LM",
+            base_model_name_or_path=self.base_model_path or self.base_model,
+        ).save_pretrained(out)
+        self.space.save(out / SPACE)
+        meta = {
+            "adapter": asdict(self.config),
+            "space": asdict(self.space_config),
+            "base_model": self.base_model,
+            "base_model_path": self.base_model_path,
+        }
+        (out / META).write_text(json.dumps(meta, indent=2) + "\n")
+
+    @classmethod
+    def read(cls, adapter_dir: str | Path) -> SuperAdapter:
+        """The configs, search space and base of a super-adapter folder (no weights, no model)."""
+        d = Path(adapter_dir)
+        for f in (META, SPACE, WEIGHTS):
+            if not (d / f).is_file():
+                raise ShearsError(
+                    f"{str(d)!r} is not a Shears super-adapter folder: {f} is missing"
+                )
+        meta = _read_meta(d)
+        config, space_config = _configs(meta, f"adapter metadata {str(d / META)!r}")
+        if (d / PEFT_CONFIG).is_file():  # what stock PEFT reads; a damaged one is a damaged folder
+            read_json_file(d / PEFT_CONFIG, "adapter config", expect=dict)
+        space = SearchSpace.load(d / SPACE, "adapter search space")
+        if space.r_max != config.r_max:
+            raise ShearsError(
+                f"{str(d)!r}: {SPACE} has r_max {space.r_max} but {META} {config.r_max}: the "
+                "adapter folder is damaged"
+            )
+        return cls(config, space_config, space, meta.get("base_model"), meta.get("base_model_path"))
+
+    @classmethod
+    def load(
+        cls, model: nn.Module, adapter_dir: str | Path, dropout: float | None = None
+    ) -> SuperAdapter:
+        """Inject elastic layers into ``model`` and load the weights of ``adapter_dir``.
+
+        ``dropout`` overrides the recorded one in the layers (0.0 to evaluate). Raises a
+        ShearsError when the adapter does not fit the model (missing module, other shape). The
+        adapter is fp32 (or the saved dtype when wider) whatever the base dtype, so a bf16 base
+        does not round it.
+        """
+        adapter = cls.read(adapter_dir)
+        adapter._check_fits(model)
+        state = read_adapter_weights(adapter_dir)
+        rate = adapter.config.dropout if dropout is None else dropout
+        adapter.layers = adapter._inject(model, rate, adapter_dtype(state.values()))
+        adapter._copy_weights(state, adapter_dir)
+        return adapter
+
+    def load_weights(self, adapter_dir: str | Path) -> None:
+        """Copy the weights of ``adapter_dir`` into the injected layers."""
+        self._copy_weights(read_adapter_weights(adapter_dir), adapter_dir)
+
+    def _check_fits(self, model: nn.Module) -> None:
+        from shears.models import in_out_features
+
+        names = dict(model.named_modules())
+        for m, (i, o) in self.space.module_dims.items():
+            if m not in names:
+                raise ShearsError(
+                    f"adapter does not fit the model: module {m!r} is not in {type(model).__name__}"
+                )
+            if tuple(in_out_features(names[m])) != (i, o):
+                raise ShearsError(
+                    f"adapter does not fit the model: {m!r} is {in_out_features(names[m])} (in, "
+                    f"out) in the model but {(i, o)} in the adapter"
+                )
+
+    @torch.no_grad()
+    def _copy_weights(self, state: dict[str, torch.Tensor], adapter_dir: str | Path) -> None:
+        for name, layer in self.layers.items():
+            missing = [k for k in (peft_key(name, "A"), peft_key(name, "B")) if k not in state]
+            if missing:
+                raise ShearsError(
+                    f"adapter weights in {str(adapter_dir)!r} lack {missing[0]!r}: the weights "
+                    f"and {SPACE} do not belong together"
+                )
+            a, b = state[peft_key(name, "A")], state[peft_key(name, "B")]
+            if a.shape != layer.lora_A.shape or b.shape != layer.lora_B.shape:
+                raise ShearsError(
+                    f"adapter does not fit the model: {name!r} has A {tuple(a.shape)}, "
+                    f"B {tuple(b.shape)}"
+                )
+            layer.lora_A.copy_(a)
+            layer.lora_B.copy_(b)
 
 
-def read_super_adapter_meta(adapter_dir: str | Path) -> tuple[SpaceConfig, SearchSpace]:
-    """Read the config and search space of a super-adapter folder (no weights)."""
-    d = Path(adapter_dir)
-    for f in (META, SPACE, WEIGHTS):
-        if not (d / f).is_file():
-            raise ShearsError(f"{str(d)!r} is not a Shears super-adapter folder: {f} is missing")
-    meta = read_adapter_meta(d)
-    where = f"adapter metadata {str(d / META)!r}"
-    if not isinstance(meta.get("space_config"), dict):
-        raise ShearsError(f"{where} has no 'space_config' object: the adapter folder is damaged")
+def _configs(meta: dict, where: str) -> tuple[ElasticLoraConfig, SpaceConfig]:
+    """The two configs of a ``shears_adapter.json``; a folder written before the split holds
+    them as one ``space_config`` object (and r_max, alpha... again at the top: not read)."""
+    if "adapter" in meta or "space" in meta:
+        sections, prefixes = meta, ("adapter.", "space.")
+        for name in ("adapter", "space"):
+            if not isinstance(meta.get(name), dict):
+                raise ShearsError(f"{where} has no {name!r} object: the adapter folder is damaged")
+    else:
+        if not isinstance(meta.get("space_config"), dict):
+            raise ShearsError(
+                f"{where} has no 'space_config' object: the adapter folder is damaged"
+            )
+        sections = split_sections({"space": meta["space_config"]}, warn=False)
+        prefixes = ("space_config.", "space_config.")
     try:
-        space_cfg = from_dict(SpaceConfig, meta["space_config"], prefix="space_config.")
+        config = from_dict(ElasticLoraConfig, sections.get("adapter", {}), prefix=prefixes[0])
+        space_config = from_dict(SpaceConfig, sections["space"], prefix=prefixes[1])
+        return fit_r_max(config, space_config), space_config
     except ShearsError as exc:
         raise ShearsError(f"{where}: {exc}") from exc
-    if (d / PEFT_CONFIG).is_file():  # what stock PEFT reads; a damaged one is a damaged folder
-        read_json_file(d / PEFT_CONFIG, "adapter config", expect=dict)
-    return space_cfg, SearchSpace.load(d / SPACE, "adapter search space")
 
 
 def warn_if_other_base(adapter_dir: str | Path, model: str | None, action: str) -> bool:
@@ -122,7 +246,7 @@ def warn_if_other_base(adapter_dir: str | Path, model: str | None, action: str) 
     """
     if not model:
         return False
-    meta = read_adapter_meta(adapter_dir)
+    meta = _read_meta(adapter_dir)
     recorded = [r for r in (meta.get("base_model"), meta.get("base_model_path")) if r]
     if not recorded or any(same_spec(model, r) for r in recorded):
         return False
@@ -146,7 +270,7 @@ def read_adapter_weights(adapter_dir: str | Path) -> dict[str, torch.Tensor]:
         raise ShearsError(f"adapter weights {str(path)!r} are unreadable: {exc}") from exc
 
 
-def read_adapter_meta(adapter_dir: str | Path) -> dict:
+def _read_meta(adapter_dir: str | Path) -> dict:
     """The ``shears_adapter.json`` of a super-adapter folder as a dict (ShearsError when it is
     missing, not UTF-8, not valid JSON or not an object)."""
     return read_json_file(Path(adapter_dir) / META, "adapter metadata", expect=dict)
@@ -159,61 +283,3 @@ def adapter_dtype(tensors: Iterable[torch.Tensor]) -> torch.dtype:
         if t.is_floating_point():
             dtype = torch.promote_types(dtype, t.dtype)
     return dtype
-
-
-def load_super_adapter(
-    model: nn.Module, adapter_dir: str | Path, dropout: float | None = None
-) -> tuple[dict[str, ElasticLoRALinear], SearchSpace]:
-    """Inject elastic layers into ``model`` and load the super-adapter weights from ``adapter_dir``.
-
-    Raises a ShearsError when the adapter does not fit the model (missing module, other shape).
-    The adapter parameters are fp32 (or the saved dtype when wider) whatever the base dtype, so a
-    bf16 base does not round the adapter.
-    """
-    space_cfg, space = read_super_adapter_meta(adapter_dir)
-    names = dict(model.named_modules())
-    for m, (i, o) in space.module_dims.items():
-        if m not in names:
-            raise ShearsError(
-                f"adapter does not fit the model: module {m!r} is not in {type(model).__name__}"
-            )
-        from shears.models import in_out_features
-
-        if tuple(in_out_features(names[m])) != (i, o):
-            raise ShearsError(
-                f"adapter does not fit the model: {m!r} is {in_out_features(names[m])} (in, out) in the "
-                f"model but {(i, o)} in the adapter"
-            )
-    state = read_adapter_weights(adapter_dir)
-    layers = inject_elastic_lora(
-        model,
-        space.modules,
-        space.r_max,
-        space_cfg.alpha,
-        space_cfg.dropout if dropout is None else dropout,
-        space_cfg.sparse_adapter,
-        dtype=adapter_dtype(state.values()),
-    )
-    with torch.no_grad():
-        for name, layer in layers.items():
-            missing = [k for k in (peft_key(name, "A"), peft_key(name, "B")) if k not in state]
-            if missing:
-                raise ShearsError(
-                    f"adapter weights in {str(adapter_dir)!r} lack {missing[0]!r}: the weights "
-                    f"and {SPACE} do not belong together"
-                )
-            a, b = state[peft_key(name, "A")], state[peft_key(name, "B")]
-            if a.shape != layer.lora_A.shape or b.shape != layer.lora_B.shape:
-                raise ShearsError(
-                    f"adapter does not fit the model: {name!r} has A {tuple(a.shape)}, B {tuple(b.shape)}"
-                )
-            layer.lora_A.copy_(a)
-            layer.lora_B.copy_(b)
-    return layers, space
-
-
-def recorded_base_model(adapter_dir: str | Path) -> str | None:
-    """The base model recorded in a super-adapter folder, ready to load from any current folder:
-    its absolute path when that still exists, else the spec as given (``None`` if none)."""
-    meta = read_adapter_meta(adapter_dir)
-    return recorded_path(meta.get("base_model"), meta.get("base_model_path"))

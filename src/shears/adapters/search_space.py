@@ -13,90 +13,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from shears.adapters.config import ElasticLoraConfig, SpaceConfig, check_widths
 from shears.adapters.elastic_lora import ElasticLoRALinear
-from shears.config import field
 from shears.errors import ShearsError
-from shears.inputs import check_name_patterns, read_json_file
+from shears.inputs import read_json_file
 from shears.models import find_decoder_blocks, find_targets, in_out_features, pattern_matches
 
 Config = dict[str, int]
 
-
-@dataclass
-class SpaceConfig:
-    """How to build the elastic adapter and its search space."""
-
-    targets: list[str] = field(
-        ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"],
-        help="module name patterns that get an adapter (suffix like q_proj, or re:<regex>)",
-    )
-    groups: list[list[str]] = field(
-        [["q_proj", "k_proj", "v_proj"], ["up_proj"], ["down_proj"]],
-        help="per decoder block, lists of patterns whose modules share one rank; targets in no "
-        "group get a group of their own; [] = one group per module",
-    )
-    widths: list[int] = field(
-        [32, 24, 16], help="rank choices of every group, high to low; first = r_max"
-    )
-    alpha: float = field(64.0, help="LoRA alpha; scaling is alpha / r_max for every sub-rank")
-    dropout: float = field(0.1, help="LoRA dropout on the adapter input")
-    sparse_adapter: bool = field(
-        False, help="multiply the delta by the base weight's non-zero mask (merge keeps sparsity)"
-    )
-    r_max: int = field(
-        0, help="rank of the super-adapter; 0 = the first width. Widths must not exceed it"
-    )
-
-    def __post_init__(self) -> None:
-        check_widths(self.widths, "widths")
-        if self.r_max < 0:
-            raise ShearsError(f"r_max must be >= 0 (0 = first width), got {self.r_max}")
-        if self.r_max:
-            too_big = [w for w in self.widths if w > self.r_max]
-            if too_big:
-                raise ShearsError(
-                    f"widths {self.widths} hold {too_big[0]} > r_max {self.r_max}; "
-                    "every width must be <= r_max"
-                )
-            if self.widths[0] != self.r_max:
-                raise ShearsError(
-                    f"the first width must equal r_max {self.r_max} (got widths {self.widths}); "
-                    f"prepend {self.r_max} or set r_max to {self.widths[0]}"
-                )
-        self.r_max = self.widths[0]
-        if not self.targets:
-            raise ShearsError("targets is empty; name at least one module pattern, e.g. q_proj")
-        if self.alpha <= 0:
-            raise ShearsError(f"alpha must be > 0, got {self.alpha}")
-        if not 0 <= self.dropout < 1:
-            raise ShearsError(f"dropout must be in [0, 1), got {self.dropout}")
-        for g in self.groups:
-            if not g:
-                raise ShearsError("a group in 'groups' is empty; give it at least one pattern")
-        check_name_patterns(self.targets, "targets")
-        for g in self.groups:
-            check_name_patterns(g, "groups")
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> SpaceConfig:
-        """Read a space config from YAML or JSON: a mapping of these fields, at the top level or
-        under a ``space`` key, e.g. ``{widths: [16, 8], groups: [[q_proj, v_proj]]}``."""
-        from shears.config import from_dict, load_config_file
-
-        data = load_config_file(path)
-        if set(data) == {"space"}:
-            data = data["space"]
-        return from_dict(cls, data, prefix="space.")
-
-
-def check_widths(widths: list[int], what: str = "widths") -> None:
-    """Widths must be non-empty, positive, unique and sorted high to low."""
-    if not widths:
-        raise ShearsError(f"{what} is empty; give ranks high to low, e.g. [32, 24, 16]")
-    if any((not isinstance(w, int)) or w < 1 for w in widths):
-        raise ShearsError(f"{what} {widths} must be positive integers")
-    if list(widths) != sorted(set(widths), reverse=True):
-        raise ShearsError(f"{what} {widths} must be unique and sorted high to low (first = r_max)")
+# The named sub-adapters and their aliases, declared once (sub-adapter choice, reference points).
+NAMED_CONFIGS = {
+    "heuristic": "heuristic",
+    "max": "max",
+    "maximal": "max",
+    "min": "min",
+    "minimal": "min",
+}
 
 
 @dataclass
@@ -124,14 +56,18 @@ class SearchSpace:
             raise ShearsError(
                 f"all groups must share one r_max (first width), got {sorted(r_maxes)}"
             )
-        self.r_max = r_maxes.pop()
+
+    @property
+    def r_max(self) -> int:
+        """The first (largest) width, shared by every group."""
+        return self.groups[0].widths[0]
 
     # ------------------------------------------------------------------ build / io
     @classmethod
-    def build(cls, model: nn.Module, cfg: SpaceConfig) -> SearchSpace:
-        """Find the target modules of ``model`` and group them per decoder block."""
+    def build(cls, model: nn.Module, adapter: ElasticLoraConfig, cfg: SpaceConfig) -> SearchSpace:
+        """Find the target modules of ``adapter`` in ``model`` and group them per decoder block."""
         prefix, blocks = find_decoder_blocks(model)
-        targets = find_targets(model, cfg.targets)
+        targets = find_targets(model, adapter.targets)
         groups: list[Group] = []
         for pattern_group in cfg.groups:
             for p in pattern_group:
@@ -139,7 +75,7 @@ class SearchSpace:
                     examples = sorted({n[len(prefix) + 1 :].split(".", 1)[-1] for n in targets})
                     raise ShearsError(
                         f"groups pattern {p!r} of group {pattern_group} matches no target "
-                        f"module; targets {cfg.targets} give, per block: {', '.join(examples)} "
+                        f"module; targets {adapter.targets} give, per block: {', '.join(examples)} "
                         f"(e.g. {next(iter(targets))!r}): fix the pattern or leave it out of "
                         "--groups"
                     )
@@ -165,7 +101,6 @@ class SearchSpace:
 
     def to_dict(self) -> dict:
         return {
-            "r_max": self.r_max,
             "groups": [
                 {"name": g.name, "modules": g.modules, "widths": g.widths} for g in self.groups
             ],
@@ -216,19 +151,13 @@ class SearchSpace:
         return {g.name: g.widths[(len(g.widths) - 1) // 2] for g in self.groups}
 
     def named_config(self, name: str) -> Config:
-        """``heuristic`` | ``max`` | ``min``."""
-        table = {
-            "heuristic": self.heuristic,
-            "max": self.maximal,
-            "maximal": self.maximal,
-            "min": self.minimal,
-            "minimal": self.minimal,
-        }
-        if name not in table:
+        """``heuristic`` | ``max`` | ``min`` (or an alias of :data:`NAMED_CONFIGS`)."""
+        if name not in NAMED_CONFIGS:
             raise ShearsError(
                 f"config {name!r} is not known; allowed: heuristic, max, min, or a widths JSON"
             )
-        return table[name]()
+        make = {"heuristic": self.heuristic, "max": self.maximal, "min": self.minimal}
+        return make[NAMED_CONFIGS[name]]()
 
     def validate(self, config: Config) -> Config:
         """Check that ``config`` names every group exactly and uses allowed widths."""
@@ -282,6 +211,3 @@ class SearchSpace:
                     f"module {m!r} of the search space has no elastic adapter in the model"
                 )
             layers[m].active_rank = r
-
-    def active_config(self, layers: dict[str, ElasticLoRALinear]) -> Config:
-        return {g.name: layers[g.modules[0]].active_rank for g in self.groups}

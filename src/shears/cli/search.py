@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from shears.artifacts import SEARCH_RESULTS
 from shears.config import add_dataclass_args, apply_overrides, dataclass_from_args, load_config_file
 
 
@@ -43,6 +44,6 @@ def main(args: argparse.Namespace) -> int:
     print(
         f"best {res['objective']}={best.get('score')} adapter_parameters="
         f"{best.get('adapter_parameters')} evaluations={res['evaluations']} -> "
-        f"{cfg.output_dir}/search_results.json"
+        f"{cfg.output_dir}/{SEARCH_RESULTS}"
     )
     return 0

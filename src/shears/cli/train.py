@@ -1,5 +1,6 @@
 """``shears train``: NLS training of an elastic LoRA super-adapter (a thin layer over
-:func:`shears.train.run_train`). Every flag comes from ``TrainConfig`` / ``SpaceConfig``."""
+:func:`shears.train.run_train`). Every flag comes from ``TrainConfig`` and its sub-configs
+(``ElasticLoraConfig``, ``SpaceConfig``)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,8 @@ import argparse
 import json
 import sys
 
-from shears.adapters.search_space import SpaceConfig
-from shears.config import add_dataclass_args, dataclass_from_args, from_dict, load_config_file
+from shears.config import add_dataclass_args, dataclass_from_args, load_config_file
 from shears.errors import ShearsError
-
-SPACE_FIELDS = ("targets", "groups", "widths", "alpha", "dropout", "sparse_adapter", "r_max")
 
 
 def register(sub) -> None:
@@ -27,22 +25,16 @@ def register(sub) -> None:
     p.add_argument(
         "--config",
         metavar="FILE",
-        help="YAML/JSON file of these settings (search space under a `space:` key); flags given "
-        "on the command line override it",
+        help="YAML/JSON file of these settings (the adapter under an `adapter:` key, its search "
+        "space under `space:`); flags given on the command line override it",
     )
     p.add_argument(
         "--space-config",
         metavar="FILE",
-        help="YAML/JSON file of the search space (targets, groups, widths, alpha, dropout, ...)",
+        help="YAML/JSON file of the adapter and its search space (targets, groups, widths, "
+        "alpha, dropout, ...; flat or in `adapter:` / `space:` sections); overrides --config",
     )
-    add_dataclass_args(p, TrainConfig, exclude=("space",))
-    g = p.add_argument_group(
-        "search space",
-        "groups: patterns per decoder block sharing one rank, ';' between groups and ',' inside "
-        "one, e.g. --groups 'q_proj,k_proj,v_proj;up_proj;down_proj'; --groups '' gives one "
-        "group per module",
-    )
-    add_dataclass_args(g, SpaceConfig)
+    add_dataclass_args(p, TrainConfig)
     p.set_defaults(func=run)
 
 
@@ -76,23 +68,23 @@ def _parse_fields(value):
 
 def build_config(args: argparse.Namespace):
     """TrainConfig from ``--config`` < ``--space-config`` < command-line flags."""
+    from shears.adapters.config import read_adapter_file, split_sections
     from shears.train.config import TrainConfig
 
     base = load_config_file(args.config) if args.config else {}
-    space = base.pop("space", None) or {}
-    if not isinstance(space, dict):
-        raise ShearsError("config key 'space' must be a mapping of search-space settings")
     if args.space_config:
-        data = load_config_file(args.space_config)
-        space = {**space, **(data["space"] if set(data) == {"space"} else data)}
-    for name in SPACE_FIELDS:
-        if hasattr(args, name):
-            space[name] = getattr(args, name)
-    if "groups" in space:
-        space["groups"] = _parse_groups(space["groups"])
+        base = split_sections(base)  # the --config file in the current layout, then the file
+        for name, values in read_adapter_file(args.space_config).items():
+            below = base.get(name) or {}
+            if not isinstance(below, dict):
+                raise ShearsError(f"config key {name!r} must be a mapping of settings")
+            base[name] = {**below, **values}
+    if hasattr(args, "space.groups"):
+        setattr(args, "space.groups", _parse_groups(getattr(args, "space.groups")))
+    if isinstance(base.get("space"), dict) and "groups" in base["space"]:
+        base["space"]["groups"] = _parse_groups(base["space"]["groups"])
     if hasattr(args, "data_fields"):
         args.data_fields = _parse_fields(args.data_fields)
-    base["space"] = from_dict(SpaceConfig, space, prefix="space.")
     return dataclass_from_args(TrainConfig, args, base=base)
 
 

@@ -1,1 +1,3 @@
-"""Instruction data, prompts and calibration text."""
+"""Data: where it comes from (:mod:`~shears.data.spec`, ``DataSpec``), reading it
+(:mod:`~shears.data.sources`, ``load_examples``), instruction records and reasoning-gym problems
+(:mod:`~shears.data.tasks`), prompts, tokenisation and calibration text."""

@@ -1,21 +1,16 @@
-"""Instruction / evaluation examples from Alpaca-style JSON(L), hub datasets and reasoning-gym.
+"""Instruction records and reasoning-gym problems (read through :mod:`shears.data.sources`).
 
-Every loader returns a list of plain dicts with the keys ``instruction``, ``input``, ``output``
-(the target text for training, may be empty for test-only data) and ``answer`` (the label used for
+An instruction record is a plain dict with the keys ``instruction``, ``input``, ``output`` (the
+target text for training, may be empty for test-only data) and ``answer`` (the label used for
 scoring, may be empty), plus ``template`` where the source has one (for splitting).
 """
 
 from __future__ import annotations
 
-import logging
 import random
-from pathlib import Path
 from typing import Any
 
 from shears.errors import ShearsError
-from shears.inputs import parse_json, read_text_file
-
-logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
 
@@ -26,45 +21,9 @@ def _example(
     return {"instruction": instruction, "input": input, "output": output, "answer": answer, **extra}
 
 
-def read_json_rows(path: str | Path) -> list[dict]:
-    """The raw records of a JSON list (or ``{"data": [...]}``) or a JSONL file.
-
-    Raises a ShearsError for a missing file, invalid JSON, no records, or a record that is not an
-    object.
-    """
-    p = Path(path)
-    where = f"data file {str(p)!r}"
-    if not p.is_file():
-        raise ShearsError(f"{where} does not exist")
-    text = read_text_file(p, "data file")
-    if p.suffix == ".jsonl":
-        rows = [
-            parse_json(line, f"{where} line {i + 1}")
-            for i, line in enumerate(text.splitlines())
-            if line.strip()
-        ]
-    else:
-        rows = parse_json(text, where)
-    if isinstance(rows, dict) and isinstance(rows.get("data"), list):
-        rows = rows["data"]
-    if not isinstance(rows, list) or not rows:
-        raise ShearsError(f"{where} holds no records (expected a non-empty JSON list)")
-    for i, r in enumerate(rows):
-        if not isinstance(r, dict):
-            raise ShearsError(f"{where}: record {i} is not an object")
-    return rows
-
-
-def load_json_records(path: str | Path, require: tuple[str, ...] = ("instruction",)) -> list[dict]:
-    """Read a JSON list or a JSONL file of records (LLM-Adapters / Alpaca format).
-
-    Fields: ``instruction`` (required), ``input``, ``output``, ``answer``. Raises a ShearsError
-    naming the first record that misses a required field.
-    """
-    return [_normalise(r, i, require, str(path)) for i, r in enumerate(read_json_rows(path))]
-
-
-def _normalise(r: dict, i: int, require: tuple[str, ...], where: str) -> dict:
+def instruction_record(r: dict, i: int, require: tuple[str, ...], where: str) -> dict:
+    """Record ``i`` of ``where`` as an instruction record (other fields kept); a ShearsError when
+    it lacks one of the ``require`` fields."""
     for key in require:
         if key not in r or r[key] in (None, ""):
             raise ShearsError(
@@ -79,35 +38,6 @@ def _normalise(r: dict, i: int, require: tuple[str, ...], where: str) -> dict:
         str(r.get("answer", "") or ""),
         **extra,
     )
-
-
-def load_hf_records(
-    name: str,
-    config: str | None = None,
-    split: str = "train",
-    fields: dict[str, str] | None = None,
-    require: tuple[str, ...] = ("instruction",),
-) -> list[dict]:
-    """Load a ``datasets`` dataset (hub id or local path) and map its columns to our fields.
-
-    ``fields`` maps our keys to column names, e.g. ``{"instruction": "question", "output": "answer"}``.
-    """
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(name, config, split=split)
-    except Exception as exc:  # datasets raises many types
-        raise ShearsError(
-            f"could not load dataset {name!r} (config {config!r}, split {split!r}): {exc}"
-        ) from exc
-    fields = fields or {}
-    rows = []
-    for i, row in enumerate(ds):
-        mapped = {
-            k: row.get(fields.get(k, k), "") for k in ("instruction", "input", "output", "answer")
-        }
-        rows.append(_normalise(mapped, i, require, name))
-    return rows
 
 
 # ---------------------------------------------------------------------------- reasoning-gym
@@ -140,16 +70,6 @@ def parse_generator(spec: str) -> tuple[str, dict[str, Any]]:
             raise ShearsError(f"generator option {part!r} in {spec!r} must look like key=value")
         kwargs[key] = yaml.safe_load(raw)
     return name, kwargs
-
-
-def reasoning_gym_templates(name: str, seed: int) -> int | None:
-    """Number of templates of a reasoning-gym generator (None when it has no template notion)."""
-    import reasoning_gym
-
-    name, kwargs = parse_generator(name)
-    ds = reasoning_gym.create_dataset(name, size=1, seed=seed, **kwargs)
-    gens = getattr(ds, "generators", None)
-    return len(gens) if gens else None
 
 
 def split_templates(
@@ -190,7 +110,12 @@ def load_reasoning_gym(
     of hash space), so no question appears in two splits. Questions are unique within a split. The output text is the
     worked solution when the generator has one (``answer_cot``), else ``The answer is X.``
     """
-    import reasoning_gym
+    try:
+        import reasoning_gym
+    except ImportError as exc:
+        raise ShearsError(
+            "reasoning-gym tasks need the package reasoning-gym (pip install 'shears-nls[data]')"
+        ) from exc
 
     if split not in SPLITS:
         raise ShearsError(f"split {split!r} is not known; allowed: {', '.join(SPLITS)}")

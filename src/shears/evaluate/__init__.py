@@ -1,32 +1,26 @@
 """Evaluation: math by generation, multiple choice (log-likelihood or generation), perplexity,
-answer-token loss, parameter counts, and the lm-evaluation-harness bridge.
+and the lm-evaluation-harness bridge (parameter counts: :mod:`shears.sparsity`).
 
 Reusable pieces (e.g. for the sub-adapter search):
 
 - :func:`generate_answers` (``evaluate.generate``): greedy batched answers in the shared prompt.
 - :func:`math_accuracy` (``evaluate.math``) and :func:`extract_number` (``evaluate.extract``).
 - :func:`choice_scores` / :func:`choice_metrics` (``evaluate.choice``).
-- :func:`answer_loss` (``evaluate.loss``): mean NLL over answer tokens only.
-- :func:`count_nonzero_parameters` (``evaluate.sparsity``).
 - :func:`evaluate_model`, :class:`EvalConfig`, :func:`run_eval` (``evaluate.runner``).
 """
 
 from shears.evaluate.choice import choice_metrics, choice_scores, generation_choice_accuracy
 from shears.evaluate.extract import extract_answer_word, extract_letter, extract_number
 from shears.evaluate.generate import GenerationResult, generate_answers
-from shears.evaluate.loss import answer_loss
 from shears.evaluate.math import math_accuracy
 from shears.evaluate.runner import EvalConfig, evaluate_model, run_eval
-from shears.evaluate.sparsity import count_nonzero_parameters
 from shears.evaluate.tasks import TaskSpec, load_task_data, parse_task
 
 __all__ = [
     "EvalConfig",
     "TaskSpec",
-    "answer_loss",
     "choice_metrics",
     "choice_scores",
-    "count_nonzero_parameters",
     "evaluate_model",
     "extract_answer_word",
     "extract_letter",

@@ -18,6 +18,7 @@ from typing import Any
 from torch import nn
 from tqdm.auto import tqdm
 
+from shears.artifacts import EVAL_PREDICTIONS, EVAL_RESULTS, read_train_settings
 from shears.config import field, to_dict
 from shears.context import check_eval_context
 from shears.data.prompts import PROMPT_STYLES
@@ -27,10 +28,6 @@ from shears.inputs import read_json_file
 from shears.models import max_positions
 
 logger = logging.getLogger(__name__)
-
-RESULTS_FILE = "eval_results.json"
-PREDICTIONS_FILE = "predictions.jsonl"
-NAMED_SUBCONFIGS = ("heuristic", "max", "min", "maximal", "minimal")
 
 
 @dataclass
@@ -74,7 +71,9 @@ class EvalConfig:
         512, help="perplexity window length (tokens), at most the model's maximum positions"
     )
     ppl_stride: int | None = field(None, help="perplexity window stride (default: seqlen)")
-    ppl_max_tokens: int = field(16384, help="held-out tokens scored for perplexity")
+    ppl_tokens: int = field(
+        16384, help="held-out tokens scored for perplexity", aliases=("ppl_max_tokens",)
+    )
     lmeval_include_path: str | None = field(
         None, help="folder of extra lm-eval task YAMLs (local tasks)"
     )
@@ -178,7 +177,7 @@ def _run_task(model, tokenizer, spec: TaskSpec, examples: list[dict], cfg: EvalC
         ids = heldout_ids(
             tokenizer,
             spec.path,
-            cfg.ppl_max_tokens,
+            cfg.ppl_tokens,
             spec.fields.get("text", "text"),
             spec.config,
             spec.split,  # used by dataset sources only
@@ -271,81 +270,19 @@ def adapter_kind(path: str) -> str:
     )
 
 
-def _read_json(path: Path, what: str) -> Any:
-    return read_json_file(path, what)
-
-
-def _unwrap_config(data: Any) -> Any:
-    """A search result file may hold the config under a key: config, best_config, best.config."""
-    if isinstance(data, dict):
-        for key in ("config", "best_config", "sub_adapter"):
-            if isinstance(data.get(key), dict):
-                return data[key]
-        best = data.get("best")
-        if isinstance(best, dict) and isinstance(best.get("config"), dict):
-            return best["config"]
-        if "best" in data and best is None:
-            raise ShearsError(
-                "the search result holds no best config (did the search evaluate any?)"
-            )
-    return data
-
-
-def resolve_sub_adapter(spec: str, space) -> tuple[str, dict[str, int]]:
-    """``(label, config)`` of a sub-adapter given as a name, JSON file or inline JSON; validated
-    against ``space`` (unknown groups or widths outside the space are ShearsErrors)."""
-    s = spec.strip()
-    if s in NAMED_SUBCONFIGS:
-        return s, space.named_config(s)
-    if s.startswith("{"):
-        try:
-            data = json.loads(s)
-        except json.JSONDecodeError as exc:
-            raise ShearsError(f"--sub-adapter inline JSON is not valid: {exc}") from exc
-        label = "inline"
-    else:
-        p = Path(s)
-        if not p.is_file():
-            raise ShearsError(
-                f"--sub-adapter {spec!r} is neither heuristic/max/min nor an existing JSON file"
-            )
-        data = _read_json(p, "sub-adapter config")
-        label = str(p)
-    return label, space.validate(_unwrap_config(data))
-
-
 def find_prompt_style(adapter_dir: str | None) -> str | None:
-    """``prompt_style`` from a ``train_config.json`` in or next to the adapter folder."""
-    if not adapter_dir:
-        return None
-    d = Path(adapter_dir)
-    for cand in (d / "train_config.json", d.parent / "train_config.json"):
-        if cand.is_file():
-            found = _find_key(_read_json(cand, "train config"), "prompt_style")
-            if isinstance(found, str):
-                return found
-    return None
-
-
-def _find_key(data: Any, key: str) -> Any:
-    if isinstance(data, dict):
-        if key in data:
-            return data[key]
-        for v in data.values():
-            found = _find_key(v, key)
-            if found is not None:
-                return found
-    return None
+    """``prompt_style`` of the training run of the adapter (its ``train_config.json``)."""
+    return read_train_settings(adapter_dir).prompt_style
 
 
 def attach_adapter(model: nn.Module, cfg: EvalConfig, sub_config: dict | None) -> nn.Module:
     """Load ``cfg.adapter`` onto ``model`` (super-adapter with ``sub_config`` active, or PEFT)."""
     kind = adapter_kind(cfg.adapter)
     if kind == "super":
-        from shears.adapters.io import load_super_adapter
+        from shears.adapters.io import SuperAdapter
 
-        layers, space = load_super_adapter(model, cfg.adapter, dropout=0.0)
-        space.apply(layers, sub_config)
+        adapter = SuperAdapter.load(model, cfg.adapter, dropout=0.0)
+        adapter.space.apply(adapter.layers, sub_config)
         return model
     from peft import PeftModel
 
@@ -369,9 +306,9 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     import transformers
 
     from shears import __version__
-    from shears.evaluate.sparsity import count_nonzero_parameters
     from shears.models import load_model, validate_model_spec
     from shears.outputs import check_output, claim
+    from shears.sparsity import count_nonzero_parameters
     from shears.utils import atomic_write_json, atomic_write_text, peak_memory
 
     t_start = time.perf_counter()
@@ -383,10 +320,12 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     kind = adapter_kind(cfg.adapter) if cfg.adapter else None
     if kind is not None:
         if kind == "super":
-            from shears.adapters.io import read_super_adapter_meta, warn_if_other_base
+            from shears.adapters.io import SuperAdapter, warn_if_other_base
+            from shears.adapters.select import EVAL_SUB_ADAPTER, resolve_sub_adapter
 
-            _, space = read_super_adapter_meta(cfg.adapter)
-            sub_label, sub_config = resolve_sub_adapter(cfg.sub_adapter, space)
+            space = SuperAdapter.read(cfg.adapter).space
+            choice = resolve_sub_adapter(cfg.sub_adapter, space, EVAL_SUB_ADAPTER)
+            sub_label, sub_config = choice.label, choice.config
             warn_if_other_base(cfg.adapter, cfg.model, "evaluated")
         elif cfg.sub_adapter not in ("heuristic",):
             logger.warning("--sub-adapter is ignored for a PEFT adapter (its ranks are fixed)")
@@ -448,13 +387,13 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         for name, recs in predictions.items()
         for i, rec in enumerate(recs)
     ]
-    claim(out, "eval", [PREDICTIONS_FILE, RESULTS_FILE])
-    atomic_write_text(out / PREDICTIONS_FILE, "\n".join(lines) + ("\n" if lines else ""))
-    atomic_write_json(out / RESULTS_FILE, results)
+    claim(out, "eval", [EVAL_PREDICTIONS, EVAL_RESULTS])
+    atomic_write_text(out / EVAL_PREDICTIONS, "\n".join(lines) + ("\n" if lines else ""))
+    atomic_write_json(out / EVAL_RESULTS, results)
     logger.info(
         "mean accuracy %s over %d task(s); wrote %s",
         "n/a" if res["mean_accuracy"] is None else f"{res['mean_accuracy']:.4f}",
         res["num_tasks_in_mean"],
-        out / RESULTS_FILE,
+        out / EVAL_RESULTS,
     )
     return results

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from shears.config import field, from_dict
-from shears.data.tasks import read_json_rows
+from shears.data.spec import DataSpec
 from shears.errors import ShearsError
 from shears.evaluate.extract import parse_label_number
 
@@ -94,6 +94,19 @@ class TaskSpec:
             base = base.replace("/", "_")
             self.name = base if self.kind in ("math", "lmeval") else f"{base}_{self.kind}"
 
+    def data_spec(self, size: int) -> DataSpec:
+        """The task's data source (a json, gym or hf source); reasoning-gym generates ``size``
+        problems unless the task sets its own."""
+        return DataSpec(
+            self.source,
+            self.path,
+            self.config,
+            self.split,
+            self.fields,
+            self.size or size,
+            self.seed,
+        )
+
     @property
     def is_accuracy(self) -> bool:
         """Whether the task reports an accuracy that enters the unweighted mean."""
@@ -152,16 +165,14 @@ def load_task_data(spec: TaskSpec, limit: int | None = None, gym_size: int = 200
     if spec.kind == "lmeval":
         return []
     if spec.kind == "ppl":
-        from shears.data.calibration import validate_source
+        from shears.data.spec import validate_source
 
         validate_source(spec.path, f"task {spec.name!r}:")
         return [{"source": spec.path}]
-    if spec.source == "gym":
-        rows = _load_gym(spec, spec.size or limit or gym_size)
-    elif spec.source == "hf":
-        rows = _load_hf(spec)
-    else:
-        rows = _load_json(spec)
+    from shears.data.sources import load_examples
+
+    rows = load_examples(spec.data_spec(limit or gym_size))
+    rows = _with_choices(spec, rows) if spec.source == "gym" else [_instruction(r) for r in rows]
     if limit is not None:
         rows = rows[:limit]
     if not rows:
@@ -173,46 +184,19 @@ def load_task_data(spec: TaskSpec, limit: int | None = None, gym_size: int = 200
     return [checker[spec.kind](r, i, where) for i, r in enumerate(rows)]
 
 
-def _map_fields(row: dict, fields: dict[str, str]) -> dict:
-    out = dict(row)
-    for ours, theirs in fields.items():
-        if theirs in row:
-            out[ours] = row[theirs]
-    if "instruction" not in out:
-        for alt in ("question", "query", "prompt", "sentence"):
-            if alt in out:
-                out["instruction"] = out[alt]
-                break
-    return out
+def _instruction(row: dict) -> dict:
+    """``row`` with an ``instruction`` taken from ``question`` / ``query`` / ``prompt`` /
+    ``sentence`` when it has none."""
+    if "instruction" in row:
+        return row
+    alt = next((k for k in ("question", "query", "prompt", "sentence") if k in row), None)
+    return {**row, "instruction": row[alt]} if alt else row
 
 
-def _load_json(spec: TaskSpec) -> list[dict]:
-    return [_map_fields(r, spec.fields) for r in read_json_rows(spec.path)]
+def _with_choices(spec: TaskSpec, rows: list[dict]) -> list[dict]:
+    """Generated problems as a multiple-choice task (``mc`` / ``mc_gen``)."""
+    from shears.data.tasks import ANSWER_PREFIX
 
-
-def _load_hf(spec: TaskSpec) -> list[dict]:
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(spec.path, spec.config, split=spec.split)
-    except Exception as exc:  # datasets raises many types
-        raise ShearsError(
-            f"could not load dataset {spec.path!r} (config {spec.config!r}, split {spec.split!r}): "
-            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        ) from exc
-    return [_map_fields(dict(r), spec.fields) for r in ds]
-
-
-def _load_gym(spec: TaskSpec, size: int) -> list[dict]:
-    try:
-        import reasoning_gym  # noqa: F401
-    except ImportError as exc:
-        raise ShearsError(
-            "reasoning-gym tasks need the package reasoning-gym (pip install 'shears-nls[data]')"
-        ) from exc
-    from shears.data.tasks import ANSWER_PREFIX, load_reasoning_gym
-
-    rows = load_reasoning_gym(spec.path, spec.split, size, seed=spec.seed)
     if spec.kind in ("mc", "mc_gen"):
         rows = make_choices(rows, spec.num_choices, spec.seed)
     if spec.kind == "mc" and all(r["output"].startswith(ANSWER_PREFIX + " ") for r in rows):

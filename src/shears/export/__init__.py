@@ -5,18 +5,15 @@ from shears.export.merge import MergeStats, merge_adapter
 from shears.export.peft_export import build_lora_config, export_peft_adapter, pattern_keys
 from shears.export.report import model_card, parameter_summary
 from shears.export.run import run_export
-from shears.export.select import SubAdapterChoice, resolve_sub_adapter
 
 __all__ = [
     "ExportConfig",
     "MergeStats",
-    "SubAdapterChoice",
     "build_lora_config",
     "export_peft_adapter",
     "merge_adapter",
     "model_card",
     "parameter_summary",
     "pattern_keys",
-    "resolve_sub_adapter",
     "run_export",
 ]

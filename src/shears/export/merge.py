@@ -18,7 +18,8 @@ from torch import nn
 
 from shears.adapters.elastic_lora import elastic_layers, lora_delta, remove_elastic_lora
 from shears.errors import ShearsError
-from shears.models import count_parameters, weight_out_in
+from shears.models import weight_out_in
+from shears.sparsity import count_parameters, zeros
 
 logger = logging.getLogger(__name__)
 
@@ -121,21 +122,21 @@ def merge_adapter(model: nn.Module, keep_sparsity: bool | None = None) -> MergeS
         )
     keep = mask_aware if keep_sparsity is None else keep_sparsity
     # count the bare model: elastic layers' A/B are not part of the merged model
-    before = _count_without_adapters(model)
+    before = count_parameters(model, adapters="none")
     n_params = zeros_before = zeros_after = lost = gained = 0
     out_sq = delta_sq = weight_sq = 0.0
     for layer in layers.values():
         w = weight_out_in(layer.base_layer)  # (out, in)
         mask = w != 0
         n_params += w.numel()
-        zeros_before += int((~mask).sum())
+        zeros_before += zeros(w)
         if keep and not layer.sparse_adapter:
             raw = lora_delta(layer.lora_A, layer.lora_B, layer.active_rank, layer.scaling)
             o, d, ww = outside_mask_norms(raw, w)
             out_sq, delta_sq, weight_sq = out_sq + o, delta_sq + d, weight_sq + ww
         layer.merge(keep)
         w_after = weight_out_in(layer.base_layer)
-        zeros_after += int((w_after == 0).sum())
+        zeros_after += zeros(w_after)
         lost += int(((w_after != 0) & ~mask).sum())
         gained += int(((w_after == 0) & mask).sum())
     remove_elastic_lora(model)  # layers are merged already: puts the base linears back
@@ -169,19 +170,3 @@ def merge_adapter(model: nn.Module, keep_sparsity: bool | None = None) -> MergeS
             100 * stats.outside_mask_delta_rel,
         )
     return stats
-
-
-def _count_without_adapters(model: nn.Module) -> dict[str, int]:
-    """:func:`count_parameters` over every parameter except elastic LoRA A/B."""
-    adapter_ids = {
-        id(p) for layer in elastic_layers(model).values() for p in (layer.lora_A, layer.lora_B)
-    }
-    seen: set[int] = set()
-    total = nonzero = 0
-    for p in model.parameters():
-        if id(p) in seen or id(p) in adapter_ids:
-            continue
-        seen.add(id(p))
-        total += p.numel()
-        nonzero += int(torch.count_nonzero(p.detach()).item())
-    return {"parameters": total, "nonzero_parameters": nonzero}

@@ -18,15 +18,10 @@ import torch
 from torch import nn
 
 from shears.adapters.elastic_lora import ElasticLoRALinear, remove_elastic_lora
-from shears.adapters.io import (
-    WEIGHTS,
-    load_super_adapter,
-    peft_key,
-    read_super_adapter_meta,
-    warn_if_other_base,
-)
+from shears.adapters.io import WEIGHTS, SuperAdapter, peft_key, warn_if_other_base
 from shears.adapters.search_space import SearchSpace
-from shears.config import recorded_path
+from shears.adapters.select import SubAdapterChoice, resolve_sub_adapter
+from shears.artifacts import EXPORT_CONFIG, EXPORT_RESULTS, find_eval_results, read_eval_results
 from shears.errors import ShearsError
 from shears.export.config import ExportConfig
 from shears.export.merge import MergeStats, merge_adapter
@@ -38,34 +33,23 @@ from shears.export.report import (
     rank_table,
     width_histogram,
 )
-from shears.export.select import SubAdapterChoice, resolve_sub_adapter
-from shears.inputs import read_json_file
 from shears.models import (
-    count_parameters,
     find_targets,
     get_submodule_parent,
     load_model,
     save_model,
     validate_model_spec,
-    weight_out_in,
 )
 from shears.outputs import atomic_output, check_output
+from shears.sparsity import count_parameters, zero_fraction
 from shears.utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-EVAL_RESULTS = "eval_results.json"
-RESULTS_FILE = "export_results.json"
 PROBE_SHAPE = (2, 16)  # (batch, seq) of random tokens for the logit checks
 
 
 # ---------------------------------------------------------------------------- checks
-
-
-def _read_meta(adapter: str) -> dict[str, Any]:
-    from shears.adapters.io import read_adapter_meta
-
-    return read_adapter_meta(adapter)
 
 
 def _check_weights_file(adapter: str, space: SearchSpace) -> None:
@@ -93,20 +77,13 @@ def _find_eval_results(cfg: ExportConfig) -> Path | None:
         if not p.is_file():
             raise ShearsError(f"evaluation results {cfg.eval_results!r} do not exist")
         return p
-    candidates = [Path(cfg.adapter) / EVAL_RESULTS]
-    sub = Path(cfg.sub_adapter)
-    if sub.is_dir():
-        candidates.append(sub / EVAL_RESULTS)
-    elif sub.suffix == ".json" and sub.is_file():
-        candidates.append(sub.parent / EVAL_RESULTS)
-    return next((c for c in candidates if c.is_file()), None)
+    return find_eval_results(cfg.adapter, cfg.sub_adapter)
 
 
 def _load_eval(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
-    data = read_json_file(path, "evaluation results")
-    metrics = flatten_scalars(data)
+    metrics = flatten_scalars(read_eval_results(path))
     if not metrics:
         raise ShearsError(f"evaluation results {str(path)!r} hold no numbers to report")
     return {"file": str(path), "metrics": metrics}
@@ -117,16 +94,19 @@ def export_inputs(cfg: ExportConfig) -> list[str | None]:
     return [cfg.adapter, cfg.model, cfg.sub_adapter, cfg.eval_results]
 
 
-def check_export(cfg: ExportConfig) -> tuple[Any, SearchSpace, SubAdapterChoice, str, dict]:
+def check_export(
+    cfg: ExportConfig,
+) -> tuple[SuperAdapter, SearchSpace, SubAdapterChoice, str, dict]:
     """Everything that can be checked without loading the model; ShearsError on bad input.
 
-    Returns ``(space_config, space, choice, model_spec, evaluation)``.
+    Returns ``(saved, space, choice, model_spec, evaluation)``; ``saved``: the super-adapter's
+    configs as saved (no weights).
     """
-    space_cfg, space = read_super_adapter_meta(cfg.adapter)
-    meta = _read_meta(cfg.adapter)
+    saved = SuperAdapter.read(cfg.adapter)
+    space = saved.space
     choice = resolve_sub_adapter(cfg.sub_adapter, space)
     # the base as recorded: its absolute path when it exists (works from any folder), else as given
-    spec = cfg.model or recorded_path(meta.get("base_model"), meta.get("base_model_path"))
+    spec = cfg.model or saved.base_spec
     if not spec:
         raise ShearsError(
             f"adapter {cfg.adapter!r} records no base model: pass --model (the model it was "
@@ -139,7 +119,7 @@ def check_export(cfg: ExportConfig) -> tuple[Any, SearchSpace, SubAdapterChoice,
             raise
         raise ShearsError(f"{exc} (the base recorded in {cfg.adapter!r}; pass --model)") from exc
     warn_if_other_base(cfg.adapter, cfg.model, "exported")
-    if space_cfg.sparse_adapter and cfg.keep_sparsity is False:
+    if saved.config.sparse_adapter and cfg.keep_sparsity is False:
         raise ShearsError(
             "the adapter was trained mask-aware (sparse_adapter); merging it without the mask "
             "would change the model: drop --no-keep-sparsity"
@@ -147,7 +127,7 @@ def check_export(cfg: ExportConfig) -> tuple[Any, SearchSpace, SubAdapterChoice,
     check_output(cfg.output_dir, "export", overwrite=cfg.overwrite, inputs=export_inputs(cfg))
     _check_weights_file(cfg.adapter, space)
     evaluation = _load_eval(_find_eval_results(cfg))
-    return space_cfg, space, choice, spec, evaluation
+    return saved, space, choice, spec, evaluation
 
 
 # ---------------------------------------------------------------------------- logits
@@ -219,7 +199,7 @@ def run_export(cfg: ExportConfig) -> dict[str, Any]:
     import shears
 
     t0 = time.perf_counter()
-    space_cfg, space, choice, spec, evaluation = check_export(cfg)
+    saved, space, choice, spec, evaluation = check_export(cfg)
     config = choice.config
     logger.info(
         "exporting the %s sub-adapter of %s (%d groups) on %s",
@@ -233,11 +213,11 @@ def run_export(cfg: ExportConfig) -> dict[str, Any]:
     dtype = next(model.parameters()).dtype
     base_counts = count_parameters(model)
     block_linears = find_targets(model)
-    block_sparsity = _zero_fraction(block_linears.values())
+    block_sparsity = zero_fraction(m.weight for m in block_linears.values()) or 0.0
     module_names = [n for n, _ in model.named_modules() if n]
-    layers, _ = load_super_adapter(model, cfg.adapter, dropout=0.0)
+    layers = SuperAdapter.load(model, cfg.adapter, dropout=0.0).layers
     model.eval()
-    target_sparsity = _zero_fraction(layer.base_layer for layer in layers.values())
+    target_sparsity = zero_fraction(x.base_layer.weight for x in layers.values()) or 0.0
     space.apply(layers, config)
     base_path = str(getattr(model, "name_or_path", "") or spec)
     if Path(base_path).exists():
@@ -258,11 +238,13 @@ def run_export(cfg: ExportConfig) -> dict[str, Any]:
             tmp,
             base_model=base_path,
             other_modules=module_names,
-            dropout=space_cfg.dropout,
+            dropout=saved.config.dropout,
         )
         files += summary["files"]
         if cfg.verify:
-            _verify_peft(model, layers, tmp, ids, ref, tol, space_cfg.sparse_adapter, verification)
+            _verify_peft(
+                model, layers, tmp, ids, ref, tol, saved.config.sparse_adapter, verification
+            )
         if cfg.merge:
             merge_stats = merge_adapter(model, cfg.keep_sparsity)
             if cfg.verify:
@@ -273,7 +255,7 @@ def run_export(cfg: ExportConfig) -> dict[str, Any]:
         info = {
             "name": out.name,
             "output_dir": str(out),
-            "files": files + ["README.md", RESULTS_FILE, "export_config.json"],
+            "files": files + ["README.md", EXPORT_RESULTS, EXPORT_CONFIG],
             "versions": {
                 "shears": shears.__version__,
                 "peft": peft.__version__,
@@ -289,17 +271,17 @@ def run_export(cfg: ExportConfig) -> dict[str, Any]:
             },
             "adapter": {
                 "path": str(cfg.adapter),
-                "alpha": space_cfg.alpha,
-                "dropout": space_cfg.dropout,
-                "sparse_adapter": space_cfg.sparse_adapter,
+                "alpha": saved.config.alpha,
+                "dropout": saved.config.dropout,
+                "sparse_adapter": saved.config.sparse_adapter,
             },
             "search_space": {
                 "r_max": space.r_max,
                 "groups": len(space.groups),
                 "modules": len(space.modules),
-                "targets": list(space_cfg.targets),
+                "targets": list(saved.config.targets),
                 "widths": sorted({w for g in space.groups for w in g.widths}, reverse=True),
-                "grouping": " / ".join("[" + ", ".join(g) + "]" for g in space_cfg.groups)
+                "grouping": " / ".join("[" + ", ".join(g) + "]" for g in saved.space_config.groups)
                 or "one group per module",
             },
             "sub_adapter": {
@@ -326,8 +308,8 @@ def run_export(cfg: ExportConfig) -> dict[str, Any]:
             atomic_write_text(tmp / "merged" / "README.md", card)
         results = {k: v for k, v in info.items()}
         results["sub_adapter"] = {k: v for k, v in info["sub_adapter"].items() if k != "rank_table"}
-        atomic_write_json(tmp / RESULTS_FILE, results)
-        atomic_write_json(tmp / "export_config.json", asdict(cfg))
+        atomic_write_json(tmp / EXPORT_RESULTS, results)
+        atomic_write_json(tmp / EXPORT_CONFIG, asdict(cfg))
     logger.info(
         "wrote %s in %.1f s: %.2fx fewer non-zero parameters than dense base + LoRA r_max",
         out,
@@ -335,15 +317,6 @@ def run_export(cfg: ExportConfig) -> dict[str, Any]:
         info["parameters"]["nonzero_ratio_dense_over_shears"],
     )
     return results
-
-
-def _zero_fraction(modules: Any) -> float:
-    zeros = total = 0
-    for m in modules:
-        w = weight_out_in(m)
-        zeros += int((w == 0).sum())
-        total += w.numel()
-    return zeros / max(total, 1)
 
 
 def _verify_peft(

@@ -53,7 +53,7 @@ class RunConfig:
     )
     evaluate_dense: bool = field(True, help="evaluate the untuned dense base model too")
     prune: dict[str, Any] = field({}, help="PruneConfig fields (method, sparsity, nsamples...)")
-    train: dict[str, Any] = field({}, help="TrainConfig fields (space, lr, max_steps...)")
+    train: dict[str, Any] = field({}, help="TrainConfig fields (adapter, space, lr, max_steps...)")
     search: dict[str, Any] = field({}, help="SearchConfig fields (algorithm, budget...)")
     eval: dict[str, Any] = field({}, help="EvalConfig fields (limit, max_new_tokens...)")
     export: dict[str, Any] = field({}, help="ExportConfig fields (merge, keep_sparsity...)")

@@ -15,18 +15,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from shears.config import to_dict
+from shears.artifacts import RUN_LEDGER
+from shears.config import original_names, to_dict
 from shears.utils import atomic_write_json
-
-LEDGER_FILE = "stages.json"
 
 # settings that do not change what a stage writes
 NEUTRAL_KEYS = {"overwrite", "resume", "progress", "num_workers", "save_steps", "save_total_limit"}
 
 
 def stage_digest(cfg: Any, upstream: list[str]) -> str:
-    """Digest of a stage config (dataclass) and the digests of the stages it reads from."""
-    data = {k: v for k, v in to_dict(cfg).items() if k not in NEUTRAL_KEYS}
+    """Digest of a stage config (dataclass) and the digests of the stages it reads from. A renamed
+    setting counts under its original name, so that a rename does not re-run finished stages."""
+    name = original_names(type(cfg))
+    data = {name.get(k, k): v for k, v in to_dict(cfg).items() if k not in NEUTRAL_KEYS}
     text = json.dumps({"settings": data, "upstream": upstream}, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
@@ -35,7 +36,7 @@ class Ledger:
     """``stages.json`` of a run folder: ``{stage: {"digest": str, "done": bool}}``."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / LEDGER_FILE
+        self.path = run_dir / RUN_LEDGER
         try:
             data = json.loads(self.path.read_text()) if self.path.is_file() else {}
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from shears.artifacts import (
+    PRUNE_PLOT,
+    RUN_PLOT,
+    RUN_REPORT,
+    RUN_REPORT_MD,
+    SEARCH_PLOT,
+    SEARCH_RANKS_PLOT,
+    TRAIN_PLOT,
+    EvalSummary,
+    ExportSummary,
+    PruneSummary,
+    SearchSummary,
+    TrainSummary,
+    read_summary,
+)
 from shears.config import to_dict
 from shears.utils import atomic_write_json, atomic_write_text
 
@@ -22,46 +37,42 @@ LABELS = {
 }
 
 FIGURES = {
-    "sparsity per layer": "prune/sparsity_per_layer.png",
-    "training loss": "train/loss.png",
-    "search trajectory": "search/search_progress.png",
-    "chosen ranks": "search/search_ranks.png",
-    "test accuracy": "accuracy.png",
+    "sparsity per layer": f"prune/{PRUNE_PLOT}",
+    "training loss": f"train/{TRAIN_PLOT}",
+    "search trajectory": f"search/{SEARCH_PLOT}",
+    "chosen ranks": f"search/{SEARCH_RANKS_PLOT}",
+    "test accuracy": RUN_PLOT,
 }
+TRAIN_KEYS = ("global_steps", "first_loss", "final_loss", "train_runtime_s", "adapter_parameters")
+SEARCH_KEYS = ("algorithm", "objective", "evaluations", "stop_reason", "best", "time_s")
 
 
-def _read(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def collect_rows(evals: dict[str, Any], eval_file: str) -> list[dict[str, Any]]:
+def collect_rows(evals: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per evaluated variant (``{name: EvalConfig}``): accuracy, per-task metrics,
     parameter counts."""
     rows = []
     for name, ec in evals.items():
-        res = _read(Path(ec.output_dir) / eval_file)
+        res = read_summary(ec.output_dir, EvalSummary)
         if res is None:
             continue
-        params = res.get("parameters", {})
-        sub = res.get("sub_adapter") or {}
         rows.append(
             {
                 "variant": name,
                 "label": LABELS.get(name, name),
-                "test_accuracy": res.get("mean_accuracy"),
+                "test_accuracy": res.mean_accuracy,
                 "tasks": {
                     t: {
                         k: v
                         for k, v in m.items()
                         if k in ("accuracy", "count", "correct", "perplexity")
                     }
-                    for t, m in res.get("tasks", {}).items()
+                    for t, m in res.tasks.items()
                 },
-                "parameters": params.get("parameters"),
-                "nonzero_parameters": params.get("nonzero_parameters"),
-                "sparsity_all_parameters": params.get("sparsity"),
-                "adapter_parameters": sub.get("adapter_parameters", 0),
-                "sub_adapter": sub.get("name"),
+                "parameters": res.parameters,
+                "nonzero_parameters": res.nonzero_parameters,
+                "sparsity_all_parameters": res.sparsity,
+                "adapter_parameters": res.adapter_parameters,
+                "sub_adapter": res.sub_adapter,
             }
         )
     return rows
@@ -103,54 +114,31 @@ def write_report(
 ) -> dict[str, Any]:
     """Gather the stage outputs of ``cfg.run_dir`` into report.json / report.md / accuracy.png.
     ``stages``: which stages this invocation reused and ran (``{"reused": [...], "status": ...}``)."""
-    from shears.pipeline.run import result_files
-
     run = Path(cfg.run_dir)
-    files = result_files()
-    rows = collect_rows(plan.evals, files["eval"])
-    prune_report = _read(Path(plan.prune.output_dir) / files["prune"]) or {}
-    train_results = _read(Path(plan.train.output_dir) / files["train"]) or {}
-    search_results = _read(Path(plan.search.output_dir) / files["search"]) or {}
-    export_results = _read(Path(plan.export.output_dir) / files["export"]) or {}
+    rows = collect_rows(plan.evals)
+    prune = read_summary(plan.prune.output_dir, PruneSummary) or PruneSummary()
+    train = asdict(read_summary(plan.train.output_dir, TrainSummary) or TrainSummary())
+    search = asdict(read_summary(plan.search.output_dir, SearchSummary) or SearchSummary())
+    export = read_summary(plan.export.output_dir, ExportSummary) or ExportSummary()
     if rows:
-        plot_accuracy(rows, run / "accuracy.png")
-    targets = prune_report.get("targets")
-    target_sparsity = (
-        targets.get("sparsity") if isinstance(targets, dict) else prune_report.get("sparsity")
-    )
+        plot_accuracy(rows, run / RUN_PLOT)
     report = {
         "run_dir": str(run),
         "config": to_dict(cfg),
         "rows": rows,
-        "target_sparsity": target_sparsity,
+        "target_sparsity": prune.target_sparsity,
         "stage_times_s": times,
         "stages": stages or {},
         "validation": plan.validation,
         "total_time_s": round(sum(times.values()), 1),
-        "train": {
-            k: train_results.get(k)
-            for k in (
-                "global_steps",
-                "first_loss",
-                "final_loss",
-                "train_runtime_s",
-                "adapter_parameters",
-            )
-        },
-        "search": {
-            k: search_results.get(k)
-            for k in ("algorithm", "objective", "evaluations", "stop_reason", "best", "time_s")
-        },
-        "export": {
-            "output_dir": export_results.get("output_dir"),
-            "parameters": export_results.get("parameters"),
-            "merge": (export_results.get("merge") or {}).get("summary"),
-        },
+        "train": {k: train[k] for k in TRAIN_KEYS},
+        "search": {k: search[k] for k in SEARCH_KEYS},
+        "export": asdict(export),
         "figures": {k: v for k, v in FIGURES.items() if (run / v).is_file()},
     }
-    atomic_write_json(run / "report.json", report)
-    atomic_write_text(run / "report.md", render_markdown(report))
-    logger.info("report: %s", run / "report.md")
+    atomic_write_json(run / RUN_REPORT, report)
+    atomic_write_text(run / RUN_REPORT_MD, render_markdown(report))
+    logger.info("report: %s", run / RUN_REPORT_MD)
     for r in rows:
         logger.info(
             "  %-34s test acc %s  non-zero %s  adapter %s",

@@ -16,17 +16,24 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from shears.config import from_dict, to_dict
+from shears.artifacts import (
+    EVAL_RESULTS,
+    RUN_CONFIG,
+    RUN_LEDGER,
+    RUN_TIMES,
+    SEARCH_RESULTS,
+    TrainSettings,
+    complete,
+)
+from shears.config import from_dict, rename_old_keys, to_dict
 from shears.errors import ShearsError
 from shears.outputs import check_output, claim
 from shears.pipeline.config import RunConfig
-from shears.pipeline.ledger import LEDGER_FILE, Ledger, stage_digest
+from shears.pipeline.ledger import Ledger, stage_digest
+from shears.pipeline.report import write_report
 from shears.utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
-
-CONFIG_FILE = "run_config.json"
-TIMES_FILE = "stage_times.json"
 
 
 @dataclass
@@ -42,20 +49,6 @@ class Plan:
     validation: dict[str, Any]  # where the search's validation data comes from
 
 
-def result_files() -> dict[str, str]:
-    """The file each stage writes last: its presence marks the stage's output complete.
-
-    Taken from the stage modules themselves (imported here, not at start-up: they pull in
-    transformers' Trainer and friends)."""
-    from shears.evaluate.runner import RESULTS_FILE as EVAL
-    from shears.export.run import RESULTS_FILE as EXPORT
-    from shears.prune.api import REPORT_FILE as PRUNE
-    from shears.search.run import RESULTS as SEARCH
-    from shears.train.nls import RESULTS_FILE as TRAIN
-
-    return {"prune": PRUNE, "train": TRAIN, "search": SEARCH, "eval": EVAL, "export": EXPORT}
-
-
 def _with_seed(section: dict, seed: int, key: str = "seed") -> dict:
     return {key: seed, **section}
 
@@ -69,9 +62,10 @@ def _hold_out(cfg: RunConfig, train: dict, val_size: int) -> dict[str, Any]:
     path = Path(cfg.task).expanduser()
     if cfg.task.startswith("gym:") or not path.is_file():
         return {"source": cfg.task, "split": "validation", "held_out_from_task": False}
-    from shears.data.tasks import load_json_records
+    from shears.data.sources import load_instructions
+    from shears.data.spec import DataSpec
 
-    n = len(load_json_records(path))
+    n = len(load_instructions(DataSpec("json", str(path))))
     size = int(train.get("train_size") or 0)
     if 0 < size <= n - val_size:
         return {"source": cfg.task, "records": [size, size + val_size], "held_out_from_task": True}
@@ -94,12 +88,12 @@ def build_plan(cfg: RunConfig) -> Plan:
     from shears.train.config import TrainConfig
 
     run = Path(cfg.run_dir)
-    files = result_files()
     pruned = str(run / "prune")
     adapter = str(run / "train")
-    search_results = str(run / "search" / files["search"])
+    search_results = str(run / "search" / SEARCH_RESULTS)
 
     def build(cls, section: str, data: dict) -> Any:
+        data = rename_old_keys(cls, data, f"{section}.")  # former names, warned about once
         try:
             return from_dict(cls, data)
         except ShearsError as exc:
@@ -121,7 +115,9 @@ def build_plan(cfg: RunConfig) -> Plan:
     validation = _hold_out(cfg, train_base, search.val_size)
     train = build(TrainConfig, "train", {**train_base, "model": pruned, "output_dir": adapter})
     evals: dict[str, Any] = {}
-    ev = {**_with_seed(cfg.eval, cfg.seed), "tasks": cfg.test_tasks}
+    ev = rename_old_keys(
+        EvalConfig, {**_with_seed(cfg.eval, cfg.seed), "tasks": cfg.test_tasks}, "eval."
+    )
     style = train.prompt_style
 
     def add_eval(
@@ -140,8 +136,7 @@ def build_plan(cfg: RunConfig) -> Plan:
     add_eval("shears_searched", pruned, adapter, search_results)
     baseline_trains: dict[str, Any] = {}
     if cfg.baselines:
-        r_max = train.space.widths[0]
-        fixed = replace(train.space, widths=[r_max])
+        fixed = replace(train.space, widths=[train.adapter.r_max])
         for name, model in (("lora_pruned", pruned), ("lora_dense", cfg.model)):
             out = str(run / "baselines" / name)
             baseline_trains[name] = replace(train, model=model, output_dir=out, space=fixed)
@@ -155,32 +150,27 @@ def build_plan(cfg: RunConfig) -> Plan:
             "model": pruned,
             "output_dir": str(run / "export"),
             "sub_adapter": search_results,
-            "eval_results": str(run / "eval" / "shears_searched" / files["eval"]),
+            "eval_results": str(run / "eval" / "shears_searched" / EVAL_RESULTS),
         },
     )
     return Plan(prune, train, search, export, evals, baseline_trains, validation)
-
-
-def _done(output_dir: str, stage: str) -> bool:
-    """Whether ``output_dir`` holds the complete output of ``stage``."""
-    return (Path(output_dir) / result_files()[stage]).is_file()
 
 
 def _preflight_model(plan: Plan) -> None:
     """Prune targets, training groups and the search's start file against the base model's
     structure (a weightless skeleton), before the first stage."""
     from shears.adapters.search_space import SearchSpace
+    from shears.adapters.select import SEARCH_START, resolve_sub_adapter
     from shears.models import find_targets, model_skeleton
     from shears.prune.api import check_pattern_fits
-    from shears.search.run import resolve_start
 
     p = plan.prune
     skeleton = model_skeleton(p.model, p.gguf_file, p.trust_remote_code)
     if skeleton is None:
         return
     check_pattern_fits(find_targets(skeleton, p.targets, p.ignore), p.nm)
-    space = SearchSpace.build(skeleton, plan.train.space)
-    resolve_start(plan.search.start, space)
+    space = SearchSpace.build(skeleton, plan.train.adapter, plan.train.space)
+    resolve_sub_adapter(plan.search.start, space, SEARCH_START)
 
 
 def _preflight_data(plan: Plan) -> None:
@@ -195,7 +185,7 @@ def _preflight_data(plan: Plan) -> None:
     if not load_train_examples(plan.train):
         raise ShearsError(f"task {plan.train.data!r} holds no training examples")
     need = {"loss": ("output",), "math": ("answer",), "choice": ("choices",)}
-    settings = resolve_data_settings(plan.search, to_dict(plan.train))
+    settings = resolve_data_settings(plan.search, TrainSettings.from_dict(to_dict(plan.train)))
     load_validation_examples(settings, need[plan.search.objective])
     first = next(iter(plan.evals.values()))
     prepare_tasks(first.task_specs(), first)
@@ -208,9 +198,9 @@ RUN_OWNED = (
     "eval",
     "export",
     "baselines",
-    CONFIG_FILE,
-    TIMES_FILE,
-    LEDGER_FILE,
+    RUN_CONFIG,
+    RUN_TIMES,
+    RUN_LEDGER,
     "report.*",
     "*.png",
 )
@@ -231,7 +221,7 @@ def _check_run_dir(cfg: RunConfig) -> Path:
 def _adopt_legacy(run: Path, cfg: RunConfig, ledger: Ledger, stages: list[Stage]) -> None:
     """A run folder of a version without ``stages.json``: its complete stages count as done when
     its saved config equals this one."""
-    saved = run / CONFIG_FILE
+    saved = run / RUN_CONFIG
     if ledger.stages or not saved.is_file():
         return
     try:
@@ -273,7 +263,7 @@ class Stage:
     digest: str
 
     def complete(self) -> bool:
-        return _done(self.cfg.output_dir, self.kind)
+        return complete(self.cfg.output_dir, self.kind)
 
 
 def plan_stages(plan: Plan) -> list[Stage]:
@@ -329,7 +319,6 @@ def run_pipeline(cfg: RunConfig, overwrite: bool = False) -> dict[str, Any]:
     changed stage and every stage after it that reads from it run again, replacing their earlier
     outputs atomically. ``overwrite`` runs every stage again."""
     from shears.models import validate_model_spec
-    from shears.pipeline.report import write_report
     from shears.prune.api import preflight
 
     plan = build_plan(cfg)  # every config error surfaces here, before any work
@@ -353,8 +342,8 @@ def run_pipeline(cfg: RunConfig, overwrite: bool = False) -> dict[str, Any]:
         ", ".join(f"{k} ({v})" for k, v in status.items() if v != "reuse") or "none",
     )
     claim(run, "run", RUN_OWNED)
-    atomic_write_json(run / CONFIG_FILE, to_dict(cfg))
-    timer = _Timer(run / TIMES_FILE)
+    atomic_write_json(run / RUN_CONFIG, to_dict(cfg))
+    timer = _Timer(run / RUN_TIMES)
     for st in stages:
         if status[st.name] == "reuse":
             timer.run(st.name, True, None)

@@ -11,18 +11,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from shears.artifacts import PRUNE_CONFIG, PRUNE_PLOT, PRUNE_REPORT
 from shears.config import to_dict
 from shears.context import check_length, check_prune_context
-from shears.data.calibration import (
-    calibration_ids,
-    heldout_ids,
-    sample_windows,
-    token_stream,
-    validate_source,
-)
+from shears.data.calibration import calibration_ids, heldout_ids, sample_windows, token_stream
+from shears.data.spec import validate_source
 from shears.errors import ShearsError
 from shears.models import (
-    count_parameters,
     find_targets,
     in_out_features,
     load_model,
@@ -33,14 +28,11 @@ from shears.models import (
 from shears.outputs import atomic_output, check_output
 from shears.prune.calibrate import SequentialPruner
 from shears.prune.config import PruneConfig
-from shears.prune.report import overall_sparsity, plot_sparsity
+from shears.prune.report import plot_sparsity
+from shears.sparsity import count_parameters, total_stats
 from shears.utils import atomic_write_json, peak_memory, resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
-
-REPORT_FILE = "prune_report.json"
-PLOT_FILE = "sparsity_per_layer.png"
-CONFIG_FILE = "prune_config.json"
 
 
 def check_pattern_fits(targets: dict[str, nn.Module], nm: tuple[int, int] | None) -> None:
@@ -76,8 +68,8 @@ def build_calibration(
         cfg.seqlen,
         cfg.seed,
         cfg.text_field,
-        cfg.dataset_config,
-        cfg.dataset_split,
+        cfg.data_config,
+        cfg.data_split,
     )
 
 
@@ -124,7 +116,7 @@ def prune_model(
     )
     layers = pruner.run(ids)
     t_prune = time.perf_counter() - t1
-    overall = overall_sparsity(layers)
+    overall = total_stats(layers)
     logger.info(
         "pruned in %.1f s: %.4f of %d target weights are zero",
         t_prune,
@@ -170,14 +162,14 @@ def save_pruned(
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        atomic_write_json(tmp / CONFIG_FILE, to_dict(cfg))
+        atomic_write_json(tmp / PRUNE_CONFIG, to_dict(cfg))
         if cfg.plot:
             title = f"{cfg.model}: {cfg.method} {cfg.pattern}"
-            plot_sparsity(report["layers"], tmp / PLOT_FILE, title)
+            plot_sparsity(report["layers"], tmp / PRUNE_PLOT, title)
         if t_start is not None:
             report["seconds"]["total"] = round(time.perf_counter() - t_start, 3)
         report["peak_memory"] = peak_memory()
-        atomic_write_json(tmp / REPORT_FILE, report)
+        atomic_write_json(tmp / PRUNE_REPORT, report)
     return Path(cfg.output_dir)
 
 
@@ -225,7 +217,7 @@ def run_prune(cfg: PruneConfig, overwrite: bool = False, progress: bool = True) 
     if cfg.eval_ppl:
         t0 = time.perf_counter()
         held = heldout_ids(
-            tok, cfg.ppl_source, cfg.ppl_tokens, cfg.text_field, cfg.dataset_config, cfg.ppl_split
+            tok, cfg.ppl_source, cfg.ppl_tokens, cfg.text_field, cfg.data_config, cfg.ppl_split
         )
         ppl_bs = max(1, cfg.batch_size // 4)
         dense = perplexity(model, tok, held, cfg.ppl_seqlen, batch_size=ppl_bs)
@@ -258,5 +250,5 @@ def run_prune(cfg: PruneConfig, overwrite: bool = False, progress: bool = True) 
     )
 
     save_pruned(model, tok, report, cfg, overwrite=overwrite, t_start=t_start)
-    logger.info("saved the pruned model and %s to %s", REPORT_FILE, Path(cfg.output_dir))
+    logger.info("saved the pruned model and %s to %s", PRUNE_REPORT, Path(cfg.output_dir))
     return report

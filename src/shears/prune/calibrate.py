@@ -40,6 +40,7 @@ from shears.models import find_decoder_blocks, in_out_features, weight_out_in
 from shears.prune.magnitude import magnitude_mask
 from shears.prune.sparsegpt import HessianStats, sparsegpt_prune
 from shears.prune.wanda import ColumnNormStats, wanda_mask
+from shears.sparsity import weight_stats
 
 logger = logging.getLogger(__name__)
 
@@ -247,13 +248,6 @@ def prune_layer(
         raise ValueError(f"unknown pruning method {method!r}")
 
 
-def layer_sparsity(module: nn.Module) -> dict[str, Any]:
-    """Exact zeros of a layer's weight."""
-    w = module.weight.detach()
-    zeros = int((w == 0).sum())
-    return {"zeros": zeros, "numel": w.numel(), "sparsity": zeros / w.numel()}
-
-
 class SequentialPruner:
     """Prunes ``targets`` of ``model`` block by block (see the module docstring).
 
@@ -297,7 +291,7 @@ class SequentialPruner:
         prune_layer(
             module, self.method, stats, self.sparsity, self.nm, self.blocksize, self.percdamp
         )
-        logger.debug("pruned %s: %.4f zeros", name, layer_sparsity(module)["sparsity"])
+        logger.debug("pruned %s: %.4f zeros", name, weight_stats(module.weight)["sparsity"])
 
     @torch.no_grad()
     def run(self, input_ids: torch.Tensor | None = None) -> dict[str, dict[str, Any]]:
@@ -324,7 +318,7 @@ class SequentialPruner:
         info = {}
         for i, block_targets in enumerate(per_block):
             for name, mod in block_targets.items():
-                info[name] = {**layer_sparsity(mod), "block": i}
+                info[name] = {**weight_stats(mod.weight), "block": i}
         return info
 
     def _run_sequential(

@@ -47,11 +47,15 @@ class PruneConfig:
         "default",
         help="calibration text: 'default' (offline text generated with reasoning-gym), a .txt "
         "file, a .json/.jsonl file (see --text-field), or a datasets name or local path (see "
-        "--dataset-config, --dataset-split, --text-field)",
+        "--data-config, --data-split, --text-field)",
     )
     text_field: str = field("text", help="field holding the text in JSON records / dataset rows")
-    dataset_config: str | None = field(None, help="datasets configuration name (e.g. 'en')")
-    dataset_split: str = field("train", help="datasets split to read calibration text from")
+    data_config: str | None = field(
+        None, help="datasets configuration name (e.g. 'en')", aliases=("dataset_config",)
+    )
+    data_split: str = field(
+        "train", help="datasets split to read calibration text from", aliases=("dataset_split",)
+    )
     nsamples: int = field(128, help="number of calibration windows")
     seqlen: int = field(
         512, help="tokens per calibration window, at most the model's maximum positions"
@@ -74,7 +78,7 @@ class PruneConfig:
         "text disjoint from the default calibration text)",
     )
     ppl_split: str = field(
-        "test", help="datasets split for --ppl-source (keep it apart from --dataset-split)"
+        "test", help="datasets split for --ppl-source (keep it apart from --data-split)"
     )
     ppl_seqlen: int = field(
         512, help="window length for --eval-ppl, at most the model's maximum positions"

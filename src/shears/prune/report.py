@@ -1,16 +1,9 @@
-"""The pruning report: sparsity per layer and overall, and a PNG of sparsity per layer."""
+"""The pruning report's plot: a PNG of sparsity per layer (the numbers: :mod:`shears.sparsity`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-
-
-def overall_sparsity(layers: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Zeros / weights summed over the pruned layers."""
-    zeros = sum(v["zeros"] for v in layers.values())
-    numel = sum(v["numel"] for v in layers.values())
-    return {"zeros": zeros, "numel": numel, "sparsity": zeros / numel if numel else 0.0}
 
 
 def plot_sparsity(layers: dict[str, dict[str, Any]], path: str | Path, title: str = "") -> Path:

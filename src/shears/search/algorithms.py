@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from shears.adapters.search_space import Config
+from shears.adapters.search_space import NAMED_CONFIGS, Config
 from shears.errors import ShearsError
 from shears.search.config import ALGORITHM_ALIASES, ALGORITHMS
 from shears.search.evaluator import BudgetExhausted, CachedEvaluator, Evaluation
@@ -59,6 +59,6 @@ def run_algorithm(
             two_objectives=two_objectives,
             seed=seed,
         )
-    if algorithm in ("heuristic", "min", "max"):
+    if algorithm in NAMED_CONFIGS:
         return reference_point(evaluator, space.named_config(algorithm), score_reference)
     raise ShearsError(f"algorithm {algorithm!r} is not known; allowed: {', '.join(ALGORITHMS)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from shears.adapters.search_space import NAMED_CONFIGS
 from shears.config import field
 from shears.data.prompts import PROMPT_STYLES
 from shears.errors import ShearsError
@@ -17,8 +18,7 @@ ALGORITHM_ALIASES = {
     "evo": "evolutionary",
     "nsga2": "evolutionary",
     "nsga-ii": "evolutionary",
-    "minimal": "min",
-    "maximal": "max",
+    **{alias: name for alias, name in NAMED_CONFIGS.items() if alias != name},
 }
 OBJECTIVES = ("loss", "math", "choice")
 CHOICE_METRICS = ("acc", "acc_norm", "acc_bytes")
@@ -68,7 +68,8 @@ class SearchConfig:
     )
     start: str = field(
         "heuristic",
-        help="hill-climbing start: heuristic | max | min | a JSON file of {group: rank}",
+        help="hill-climbing start: heuristic | max | min | a JSON file of {group: rank} (or a "
+        "search result holding one, or its folder) | inline JSON",
     )
     population: int = field(16, help="evolutionary: population size (mu = lambda)")
     mutation_prob: float = field(

@@ -17,11 +17,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shears.adapters.search_space import Config, SearchSpace
+from shears.adapters.search_space import SearchSpace
+from shears.adapters.select import SEARCH_START, resolve_sub_adapter
+from shears.artifacts import (
+    SEARCH_LOG,
+    SEARCH_PLOT,
+    SEARCH_RANKS_PLOT,
+    SEARCH_RESULTS,
+    read_train_settings,
+)
 from shears.config import absolute_spec, to_dict
 from shears.context import check_search_context
 from shears.errors import ShearsError
-from shears.inputs import read_json_file
 from shears.models import max_positions
 from shears.outputs import (
     MARKER,
@@ -40,11 +47,7 @@ from shears.utils import atomic_write_json, peak_memory
 
 logger = logging.getLogger(__name__)
 
-RESULTS = "search_results.json"
-LOG = "search_log.jsonl"
-PROGRESS_PNG = "search_progress.png"
-RANKS_PNG = "search_ranks.png"
-OUR_FILES = (RESULTS, LOG, PROGRESS_PNG, RANKS_PNG)
+OUR_FILES = (SEARCH_RESULTS, SEARCH_LOG, SEARCH_PLOT, SEARCH_RANKS_PLOT)
 
 
 # ---------------------------------------------------------------------------- checks
@@ -72,25 +75,6 @@ def check_space_fits(space: SearchSpace, adapter_space: SearchSpace, where: str 
             "%d adapter modules are in no group of the search space; they stay at r_max",
             len(missing),
         )
-
-
-def resolve_start(spec: str, space: SearchSpace) -> Config:
-    """``heuristic`` | ``max`` | ``min`` | a JSON file of ``{group: rank}`` (or ``{"config": ...}``
-    / a ``search_results.json`` whose ``best.config`` is used)."""
-    if spec in ("heuristic", "max", "maximal", "min", "minimal"):
-        return space.named_config(spec)
-    p = Path(spec)
-    if not p.is_file():
-        raise ShearsError(f"--start {spec!r} is neither heuristic/max/min nor a JSON file")
-    data = read_json_file(p, "--start file")
-    if isinstance(data, dict) and isinstance(data.get("best"), dict):
-        data = data["best"]
-    if isinstance(data, dict) and isinstance(data.get("config"), dict):
-        data = data["config"]
-    try:
-        return space.validate(data)
-    except ShearsError as exc:
-        raise ShearsError(f"--start {spec!r}: {exc}") from exc
 
 
 def search_inputs(cfg: SearchConfig) -> list[str | None]:
@@ -218,23 +202,19 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
     """Search the super-adapter ``cfg.adapter`` for a sub-adapter; returns the results dict
     (also written to ``<output_dir>/search_results.json``). Bad input fails before the model
     loads."""
-    from shears.adapters.io import read_super_adapter_meta, recorded_base_model, warn_if_other_base
-    from shears.search.data import (
-        load_validation_examples,
-        read_train_config,
-        resolve_data_settings,
-        train_model,
-    )
+    from shears.adapters.io import SuperAdapter, warn_if_other_base
+    from shears.search.data import load_validation_examples, resolve_data_settings
 
     t0 = time.perf_counter()
     if not Path(cfg.adapter).is_dir():
         raise ShearsError(f"adapter folder {cfg.adapter!r} does not exist")
-    _, adapter_space = read_super_adapter_meta(cfg.adapter)
+    saved = SuperAdapter.read(cfg.adapter)
+    adapter_space = saved.space
     warn_if_other_base(cfg.adapter, cfg.model, "searched")
     space = SearchSpace.load(cfg.space, "--space file") if cfg.space else adapter_space
     if cfg.space:
         check_space_fits(space, adapter_space, f" {cfg.space!r}")
-    start = resolve_start(cfg.start, space)
+    start = resolve_sub_adapter(cfg.start, space, SEARCH_START).config
     check_output(  # the output folder first: a refusal costs nothing (prepare_output claims it)
         cfg.output_dir,
         "search",
@@ -242,9 +222,9 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
         resume=cfg.resume,
         inputs=search_inputs(cfg),
     )
-    train = read_train_config(cfg.adapter)
+    train = read_train_settings(cfg.adapter)
     settings = resolve_data_settings(cfg, train)
-    model_spec = cfg.model or recorded_base_model(cfg.adapter) or train_model(train)
+    model_spec = cfg.model or saved.base_spec or train.path("model") or "smollm2-135m"
     check_search_context(cfg, settings, max_positions(model_spec))  # before reading the data
     need = {"loss": ("output",), "math": ("answer",), "choice": ("choices",)}[cfg.objective]
     examples = load_validation_examples(settings, need)
@@ -255,22 +235,22 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
     except BaseException:
         if work != out:
             shutil.rmtree(work, ignore_errors=True)
-        elif new_folder and not (out / LOG).is_file():
+        elif new_folder and not (out / SEARCH_LOG).is_file():
             remove_own(out, "search")  # failed before its first evaluation: nothing to keep
         raise
     finish_output(out, work)
-    logger.info("wrote %s", out / RESULTS)
+    logger.info("wrote %s", out / SEARCH_RESULTS)
     return results
 
 
 def _search(cfg, model_spec, space, start, settings, examples, out: Path, t0: float) -> dict:
     """Load the model and adapter, run the algorithm, write results, log and plots into ``out``."""
-    from shears.adapters.io import load_super_adapter
+    from shears.adapters.io import SuperAdapter
     from shears.models import load_model
 
     model, tok = load_model(model_spec, cfg.dtype, cfg.device)
     check_search_context(cfg, settings, max_positions(model))  # GGUF / hub models: known now
-    layers, _ = load_super_adapter(model, cfg.adapter, dropout=0.0)
+    layers = SuperAdapter.load(model, cfg.adapter, dropout=0.0).layers
     model.eval()
     objective = build_objective(cfg, model, tok, layers, space, settings, examples)
     fingerprint = {
@@ -284,7 +264,7 @@ def _search(cfg, model_spec, space, start, settings, examples, out: Path, t0: fl
         "max_new_tokens": cfg.max_new_tokens if cfg.objective == "math" else None,
     }
     evaluator = CachedEvaluator(
-        space, objective, cfg.budget, out / LOG, resume=cfg.resume, fingerprint=fingerprint
+        space, objective, cfg.budget, out / SEARCH_LOG, resume=cfg.resume, fingerprint=fingerprint
     )
     logger.info(
         "searching %d groups (%s) with %s on %s, budget %d",
@@ -327,14 +307,16 @@ def _search(cfg, model_spec, space, start, settings, examples, out: Path, t0: fl
             "objective_calls": objective.calls,
         }
     results = build_results(cfg, evaluator, outcome, time.perf_counter() - t0, extra)
-    atomic_write_json(out / RESULTS, results)
+    atomic_write_json(out / SEARCH_RESULTS, results)
     if cfg.plots:
         from shears.search.plots import plot_progress, plot_ranks
 
-        plot_progress(results["history"], objective.name, evaluator.maximize, out / PROGRESS_PNG)
+        plot_progress(results["history"], objective.name, evaluator.maximize, out / SEARCH_PLOT)
         if results["best"]:
             plot_ranks(
-                results["best"]["config"], {g.name: g.widths for g in space.groups}, out / RANKS_PNG
+                results["best"]["config"],
+                {g.name: g.widths for g in space.groups},
+                out / SEARCH_RANKS_PLOT,
             )
     logger.info(
         "best %s=%s with %d adapter parameters after %d evaluations (%s); wrote %s",

@@ -14,11 +14,6 @@ def config_key(space: SearchSpace, config: Config) -> str:
     return ",".join(str(int(config[g.name])) for g in space.groups)
 
 
-def config_from_key(space: SearchSpace, key: str) -> Config:
-    ranks = [int(r) for r in key.split(",")]
-    return {g.name: r for g, r in zip(space.groups, ranks, strict=True)}
-
-
 def neighbours(space: SearchSpace, config: Config) -> list[tuple[str, int, Config]]:
     """Every config that moves exactly one group exactly one step along its width list.
 

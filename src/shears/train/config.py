@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from shears.adapters.search_space import SpaceConfig
+from shears.adapters.config import ElasticLoraConfig, SpaceConfig, fit_r_max, split_sections
 from shears.config import field
 from shears.data.prompts import PROMPT_STYLES
 from shears.errors import ShearsError
@@ -40,8 +40,8 @@ class TrainConfig:
     )
     data_fields: dict[str, str] = field(
         {},
-        help="map our fields to dataset columns, e.g. instruction=question,output=answer "
-        "(`datasets` only)",
+        help="map our fields to the data's fields or columns, e.g. "
+        "instruction=question,output=answer (JSON files and `datasets`)",
     )
     train_size: int = field(
         0,
@@ -90,9 +90,13 @@ class TrainConfig:
     save_total_limit: int = field(2, help="keep at most this many checkpoints")
     logging_steps: int = field(1, help="log the loss every N optimizer steps")
     num_workers: int = field(0, help="data-loader worker processes")
+    adapter: ElasticLoraConfig = dataclasses.field(
+        default_factory=ElasticLoraConfig,
+        metadata={"help": "the elastic LoRA super-adapter (targets, r_max, alpha, dropout...)"},
+    )
     space: SpaceConfig = dataclasses.field(
         default_factory=SpaceConfig,
-        metadata={"help": "elastic adapter and search space (targets, groups, widths, alpha...)"},
+        metadata={"help": "its search space: groups of modules sharing one rank, their widths"},
     )
     overwrite: bool = field(False, help="replace an existing output folder")
     resume: bool = field(
@@ -102,10 +106,13 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        if isinstance(self.space, dict):
-            from shears.config import from_dict
+        from shears.config import from_dict
 
+        if isinstance(self.adapter, dict):
+            self.adapter = from_dict(ElasticLoraConfig, self.adapter, prefix="adapter.")
+        if isinstance(self.space, dict):
             self.space = from_dict(SpaceConfig, self.space, prefix="space.")
+        self.adapter = fit_r_max(self.adapter, self.space)
         if not self.model:
             raise ShearsError("model is empty; name a model folder, hub id or smollm2-135m")
         if not self.output_dir:
@@ -154,6 +161,12 @@ class TrainConfig:
     @property
     def output_path(self) -> Path:
         return Path(self.output_dir)
+
+    @staticmethod
+    def upgrade_layout(data: dict, prefix: str = "") -> dict:
+        """Adapter settings written under ``space`` (before the adapter / space split) move to
+        ``adapter``, with a deprecation WARNING (called by ``shears.config.from_dict``)."""
+        return split_sections(data, prefix)
 
 
 # Keys that may differ between a run and its resumption (they do not change the result).

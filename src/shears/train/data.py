@@ -4,41 +4,42 @@ check them before any training starts."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from shears.data.tasks import load_hf_records, load_json_records, load_reasoning_gym
+from shears.data.sources import load_instructions
+from shears.data.spec import DataSpec
 from shears.data.tokenize import IGNORE_INDEX, encode_example, pad_batch
 from shears.errors import ShearsError
+
+if TYPE_CHECKING:
+    from shears.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_GYM_SIZE = 1000
 
 
-def load_train_examples(cfg) -> list[dict]:
-    """Examples of ``cfg.data`` (a :class:`~shears.train.config.TrainConfig`), split ``data_split``.
+def train_data_spec(cfg: TrainConfig) -> DataSpec:
+    """Where the training run ``cfg`` takes its examples from."""
+    return DataSpec.parse(
+        cfg.data,
+        config=cfg.data_config,
+        split=cfg.data_split,
+        fields=cfg.data_fields,
+        size=cfg.train_size or DEFAULT_GYM_SIZE,
+        seed=cfg.data_seed,
+    )
 
-    ``gym:<name>``: reasoning-gym, split by template; a ``.json``/``.jsonl`` file: Alpaca /
-    LLM-Adapters records; anything else (or ``hf:<name>``): a `datasets` dataset.
-    """
-    src = cfg.data
-    require = ("instruction", "output")
-    if src.startswith("gym:"):
-        size = cfg.train_size or DEFAULT_GYM_SIZE
-        return load_reasoning_gym(src[4:], cfg.data_split, size, seed=cfg.data_seed)
-    path = Path(src)
-    if path.suffix in (".json", ".jsonl") or path.is_file():
-        rows = load_json_records(path, require=require)
-    else:
-        name = src[3:] if src.startswith("hf:") else src
-        rows = load_hf_records(
-            name, cfg.data_config, cfg.data_split, cfg.data_fields or None, require=require
-        )
-    if cfg.train_size:
-        rows = rows[: cfg.train_size]
-    return rows
+
+def load_train_examples(cfg: TrainConfig) -> list[dict]:
+    """Examples of ``cfg.data``, split ``data_split``: ``gym:<name>`` (reasoning-gym, split by
+    template; ``train_size`` problems, default 1000), a ``.json`` / ``.jsonl`` file of Alpaca /
+    LLM-Adapters records or a `datasets` dataset (``hf:<name>``), cut to ``train_size``."""
+    return load_instructions(
+        train_data_spec(cfg), n=cfg.train_size or None, require=("instruction", "output")
+    )
 
 
 class EncodedDataset(torch.utils.data.Dataset):

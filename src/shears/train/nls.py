@@ -9,7 +9,6 @@ the super-adapter at r_max in PEFT layout (``adapter_model.safetensors``, ``adap
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -22,10 +21,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from shears.adapters.elastic_lora import elastic_layers, inject_elastic_lora
-from shears.adapters.io import WEIGHTS, peft_key, save_super_adapter
-from shears.adapters.search_space import SearchSpace, SpaceConfig
-from shears.config import absolute_spec, same_spec, to_dict
+from shears.adapters.config import split_sections
+from shears.adapters.elastic_lora import elastic_layers
+from shears.adapters.io import SuperAdapter
+from shears.adapters.search_space import SearchSpace
+from shears.artifacts import (
+    RESOLVED,
+    RESOLVED_KEYS,
+    TRAIN_CONFIG,
+    TRAIN_PLOT,
+    TRAIN_RESULTS,
+    read_train_config,
+    train_config_record,
+    write_train_config,
+)
+from shears.config import local_spec_path, same_spec
 from shears.context import check_train_context
 from shears.errors import ShearsError
 from shears.outputs import (
@@ -43,12 +53,9 @@ from shears.utils import atomic_write_json, peak_memory, resolve_device, set_see
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "train_config.json"
-RESULTS_FILE = "train_results.json"
 STATE_FILE = "trainer_state.json"
-LOSS_PNG = "loss.png"
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
-OWNED = (CONFIG_FILE, "checkpoint-*", "runs")  # what training writes in place
+OWNED = (TRAIN_CONFIG, "checkpoint-*", "runs")  # what training writes in place
 
 
 # ---------------------------------------------------------------------------- output folder
@@ -87,35 +94,22 @@ def last_checkpoint(out: Path, *, warn: bool = False, drop_broken: bool = False)
     return None
 
 
-RESOLVED = "resolved"  # train_config.json: the path settings made absolute
-PATH_KEYS = ("model", "data", "output_dir")
-
-
-def _config_dict(cfg: TrainConfig) -> dict:
-    """The settings as given, plus ``resolved``: the local paths among them made absolute."""
-    resolved = {
-        "model": absolute_spec(cfg.model),
-        "data": absolute_spec(cfg.data),
-        "output_dir": absolute_spec(cfg.output_dir, local=True),
-    }
-    return {**to_dict(cfg), RESOLVED: resolved}
-
-
 def _check_resume_config(out: Path, cfg: TrainConfig) -> None:
     """A resumed run must train with the same settings, or it would not end where the first did.
 
     Paths compare resolved (``./m`` and ``/abs/m`` are the same model); the output folder is
     the one being resumed, whatever it is called now.
     """
-    f = out / CONFIG_FILE
-    if not f.is_file():
+    f, old = out / TRAIN_CONFIG, read_train_config(out)
+    if old is None:
         return
-    old, new = json.loads(f.read_text()), _config_dict(cfg)
+    old = split_sections(old, warn=False)  # written before the adapter / space split
+    new = train_config_record(cfg)
     old_paths, new_paths = old.pop(RESOLVED, None), new.pop(RESOLVED)
     for key in sorted(set(old) | set(new)):
         if key in RESUME_FREE_KEYS or key == "output_dir":
             continue
-        if key in PATH_KEYS:
+        if key in RESOLVED_KEYS:
             if isinstance(old_paths, dict) and key in old_paths:
                 same = old_paths[key] == new_paths[key]
             else:  # written before paths were recorded resolved
@@ -144,7 +138,7 @@ def output_state(cfg: TrainConfig) -> str:
     output: the new one is trained beside it and swapped in at the end) or ``fresh``; raises a
     ShearsError for a folder that is not ours to write, or occupied without a flag."""
     out = check_output(cfg.output_dir, "train", resume=True, inputs=train_inputs(cfg))
-    if out.is_dir() and not last_checkpoint(out) and not (out / RESULTS_FILE).is_file():
+    if out.is_dir() and not last_checkpoint(out) and not (out / TRAIN_RESULTS).is_file():
         remove_own(out, "train")  # a failed attempt that saved nothing of value
     if not out.is_dir() or not any(out.iterdir()):
         return "fresh"
@@ -157,19 +151,13 @@ def output_state(cfg: TrainConfig) -> str:
             f"{hint}--overwrite to replace it"
         )
     _check_resume_config(out, cfg)
-    return "done" if (out / RESULTS_FILE).is_file() else "resume"
+    return "done" if (out / TRAIN_RESULTS).is_file() else "resume"
 
 
-def _load_finished(model: nn.Module, out: Path) -> dict:
+def _load_finished(adapter: SuperAdapter, out: Path) -> dict:
     """Load the saved super-adapter of a finished run into the injected layers; return results."""
-    from safetensors.torch import load_file
-
-    state = load_file(str(out / WEIGHTS))
-    with torch.no_grad():
-        for name, layer in elastic_layers(model).items():
-            layer.lora_A.copy_(state[peft_key(name, "A")])
-            layer.lora_B.copy_(state[peft_key(name, "B")])
-    return json.loads((out / RESULTS_FILE).read_text())
+    adapter.load_weights(out)
+    return json.loads((out / TRAIN_RESULTS).read_text())
 
 
 # ---------------------------------------------------------------------------- training
@@ -211,14 +199,15 @@ def train_nls(
     train_examples: list[dict],
     cfg: TrainConfig,
     *,
-    space: SearchSpace | None = None,
+    adapter: SuperAdapter | None = None,
     callbacks: Sequence = (),
     base_model: str | None = None,
 ) -> dict:
     """Train an elastic LoRA super-adapter on ``model`` with NLS and write ``cfg.output_dir``.
 
-    ``model`` is changed in place: elastic layers are injected (unless it already has them, then
-    ``space`` must describe them) and trained; the base weights stay frozen and bit-identical.
+    ``model`` is changed in place: a super-adapter of ``cfg.adapter`` / ``cfg.space`` is injected
+    (unless ``adapter`` is given: the one already in ``model``, e.g. from
+    :meth:`SuperAdapter.load`) and trained; the base weights stay frozen and bit-identical.
     Every optimizer step activates ``space.sample(cfg.seed, step)``. ``train_examples`` are dicts
     with ``instruction`` / ``input`` / ``output``, encoded with ``cfg.prompt_style``.
     ``callbacks``: extra ``transformers.TrainerCallback`` objects. Returns the results dict
@@ -233,38 +222,22 @@ def train_nls(
     check_train_context(cfg, max_positions(model))  # before any example is tokenized
     set_seed(cfg.seed)  # adapter initialisation
 
-    # -- elastic layers and the search space (errors here come before any training)
-    layers = elastic_layers(model)
-    space_cfg = cfg.space
-    if layers:
-        if space is None:
-            raise ShearsError("the model already has elastic adapters; pass their search space")
-        first = next(iter(layers.values()))
-        p = getattr(first.lora_dropout, "p", 0.0)
-        space_cfg = dataclasses.replace(
-            cfg.space, alpha=first.alpha, dropout=p, sparse_adapter=first.sparse_adapter,
-            widths=list(space.groups[0].widths), r_max=space.r_max,
-        )  # fmt: skip
-    else:
-        space = space or SearchSpace.build(model, cfg.space)
+    # -- the super-adapter (errors here come before any training)
+    if adapter is None:
+        if elastic_layers(model):
+            raise ShearsError("the model already has elastic adapters; pass their SuperAdapter")
         base_dtype = next(model.parameters()).dtype
-        adapter_dtype = torch.float32 if base_dtype in (torch.float16, torch.bfloat16) else None
-        layers = inject_elastic_lora(
-            model,
-            space.modules,
-            space.r_max,
-            space_cfg.alpha,
-            space_cfg.dropout,
-            space_cfg.sparse_adapter,
-            dtype=adapter_dtype,
+        dtype = torch.float32 if base_dtype in (torch.float16, torch.bfloat16) else None
+        adapter = SuperAdapter.create(
+            model, cfg.adapter, cfg.space, base_model=base_model, dtype=dtype
         )
-    missing = [m for m in space.modules if m not in layers]
-    if missing:
-        raise ShearsError(f"module {missing[0]!r} of the search space has no elastic adapter")
+    elif base_model is not None:  # the base to record in the folder
+        adapter.base_model, adapter.base_model_path = base_model, local_spec_path(base_model)
+    space, layers = adapter.space, adapter.layers
     if state == "done":
         logger.info("%s is already complete; nothing to train (loading its adapter)", out)
         space.apply(layers, space.maximal())
-        return _load_finished(model, out)
+        return _load_finished(adapter, out)
 
     # -- data
     dataset, data_stats = encode_examples(
@@ -314,7 +287,7 @@ def train_nls(
     )
     if args.should_save:
         claim(work, "train", OWNED)
-        atomic_write_json(work / CONFIG_FILE, _config_dict(cfg))
+        write_train_config(work, cfg)
     _barrier(args)
     ckpt = (
         last_checkpoint(out, warn=True, drop_broken=args.should_save) if state == "resume" else None
@@ -363,7 +336,7 @@ def train_nls(
 
     results = _results(trainer, result.metrics, space, data_stats, cfg, args, ckpt, elapsed)
     if args.should_save:
-        _write_outputs(trainer, model, space, space_cfg, cfg, results, base_model)
+        _write_outputs(trainer, adapter, cfg, results)
         if work != out:
             shutil.rmtree(work, ignore_errors=True)
     _barrier(args)
@@ -416,15 +389,15 @@ def _results(trainer, metrics, space, data_stats, cfg, args, ckpt, elapsed) -> d
     }
 
 
-def _write_outputs(trainer, model, space, space_cfg, cfg, results, base_model) -> None:
+def _write_outputs(trainer, adapter: SuperAdapter, cfg: TrainConfig, results: dict) -> None:
     out = cfg.output_path
     logged = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
     with atomic_output(out, "train", overwrite=True) as tmp:
-        save_super_adapter(model, space, space_cfg, tmp, base_model=base_model)
-        atomic_write_json(tmp / CONFIG_FILE, _config_dict(cfg))
+        adapter.save(tmp)
+        write_train_config(tmp, cfg)
         trainer.state.save_to_json(str(tmp / STATE_FILE))
-        plot_loss([s for s, _ in logged], [v for _, v in logged], tmp / LOSS_PNG)
-        atomic_write_json(tmp / RESULTS_FILE, results)
+        plot_loss([s for s, _ in logged], [v for _, v in logged], tmp / TRAIN_PLOT)
+        atomic_write_json(tmp / TRAIN_RESULTS, results)
 
 
 # ---------------------------------------------------------------------------- from a config
@@ -445,11 +418,11 @@ def run_train(cfg: TrainConfig) -> dict:
     state = output_state(cfg)
     if state == "done":
         logger.info("%s is already complete (--resume): nothing to do", cfg.output_dir)
-        return json.loads((cfg.output_path / RESULTS_FILE).read_text())
+        return json.loads((cfg.output_path / TRAIN_RESULTS).read_text())
     check_train_context(cfg, max_positions(cfg.model))  # from the config alone, when readable
     skeleton = model_skeleton(cfg.model)
     if skeleton is not None:  # targets and groups against the structure, without the weights
-        SearchSpace.build(skeleton, cfg.space)
+        SearchSpace.build(skeleton, cfg.adapter, cfg.space)
     examples = load_train_examples(cfg)
     if not examples:
         raise ShearsError(f"data {cfg.data!r} holds no examples")
@@ -457,4 +430,4 @@ def run_train(cfg: TrainConfig) -> dict:
     return train_nls(model, tok, examples, cfg, base_model=cfg.model)
 
 
-__all__ = ["TrainConfig", "SpaceConfig", "run_train", "train_nls", "last_checkpoint"]
+__all__ = ["TrainConfig", "run_train", "train_nls", "last_checkpoint"]
