@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from shears.artifacts import STAGE_FILES
+from shears.config import local_spec_path
 from shears.errors import ShearsError
 
 logger = logging.getLogger(__name__)
@@ -44,14 +45,6 @@ _SIBLING_RE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)(-.*)?
 def absolute(path: str | os.PathLike) -> Path:
     """``path`` made absolute (``~`` expanded, symlinks and ``..`` resolved)."""
     return Path(path).expanduser().resolve()
-
-
-def local_path(spec: str | os.PathLike | None) -> Path | None:
-    """The absolute path of an input that exists on disk; ``None`` for hub ids, names, ``None``."""
-    if spec is None or str(spec) == "":
-        return None
-    p = Path(spec).expanduser()
-    return p.resolve() if p.exists() else None
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -166,9 +159,10 @@ def check_output(
             f"{flag} {given!r} is the current folder or one of its parents; name a new sub-folder"
         )
     for spec in inputs:
-        inp = local_path(spec)
-        if inp is None:
+        found = local_spec_path(None if spec is None else str(spec))
+        if found is None:  # a hub id, a named default or a gym: source
             continue
+        inp = Path(found)
         if _inside(inp, out):
             raise ShearsError(
                 f"{flag} {given!r} holds the input {str(spec)!r}; name another output folder"
