@@ -50,10 +50,10 @@ def run_one(args: argparse.Namespace) -> dict:
         report = prune_model(model, tok, cfg, progress=False)
         out["prune_cpu_seconds"] = round(time.process_time() - c0, 2)
         out.update(
-            seconds=report["seconds"]["prune"],
-            calibration_data_seconds=report["seconds"]["calibration_data"],
-            target_sparsity=round(report["targets"]["sparsity"], 6),
-            nonzero_parameters=report["model_parameters"]["nonzero_parameters"],
+            seconds=report.seconds["prune"],
+            calibration_data_seconds=report.seconds["calibration_data"],
+            target_sparsity=round(report.targets["sparsity"], 6),
+            nonzero_parameters=report.model_parameters["nonzero_parameters"],
         )
     t1, c1 = time.perf_counter(), time.process_time()
     out["ppl"] = round(perplexity(model, tok, held, args.ppl_seqlen, batch_size=1), 4)

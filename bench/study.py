@@ -3,19 +3,23 @@ hill-climbing, against dense LoRA) on a real model, over sparsities, seeds and t
 
 For every task, sparsity and seed, with the same data, training budget and search budget:
 
-- ``dense_base`` / ``sparse_base``: the untuned dense and Wanda-pruned models;
-- ``lora_dense`` / ``lora_sparse``: LoRA at fixed rank r_max on the dense / pruned model;
+- ``dense_base`` / ``pruned_base``: the untuned dense and Wanda-pruned models;
+- ``lora_dense`` / ``lora_pruned``: LoRA at fixed rank r_max on the dense / pruned model;
 - ``shears_heuristic``: NLS super-adapter on the pruned model, heuristic (middle-rank) sub-adapter;
 - ``shears_hill_climbing`` / ``shears_evolutionary``: the same super-adapter, sub-adapter found by
   hill-climbing / evolutionary search on the validation answer loss (never the test split).
 
-Pruning does not depend on the training seed: each sparsity is pruned once (calibration seed 0)
-and shared by seeds and tasks, like the paper. Data seeds are fixed too, so seeds vary only
-the adapter initialisation, data order and search.
+Every cell (task, sparsity, seed) is a ``shears run`` with baselines (:mod:`shears.pipeline`: its
+plan, its steps and their runner), once per search algorithm, with the study's folders. Pruning
+does not depend on the training seed: each sparsity is pruned once (calibration seed 0) and shared
+by seeds and tasks, like the paper; the untuned bases and the dense LoRA are shared the same way
+(one folder, one step). Data seeds are fixed too, so seeds vary only the adapter initialisation,
+data order and search.
 
-Work is split into independent units run by ``--jobs`` worker processes of ``--threads`` torch
-threads each (2 x 1 beats 1 x 2 on 2 cores). Every unit skips what is already complete, so a
-killed study resumes where it stopped. Outputs:
+Work is split into independent units (groups of steps) run by ``--jobs`` worker processes of
+``--threads`` torch threads each (2 x 1 beats 1 x 2 on 2 cores). Each unit keeps a ledger of its
+steps (``<out>/ledger/``, :mod:`shears.pipeline.ledger`) and reuses what is complete with the same
+settings, so a killed study resumes where it stopped. Outputs:
 
 - ``<out>/study_results.json``: per task / sparsity / variant the per-seed accuracies, mean,
   standard error, non-zero parameters; the settings; the compute spent per unit;
@@ -29,6 +33,7 @@ killed study resumes where it stopped. Outputs:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import math
@@ -36,19 +41,19 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from shears.artifacts import (
-    SEARCH_RESULTS,
     EvalSummary,
     SearchSummary,
     TrainSummary,
-    complete,
     read_search_best,
     read_summary,
 )
+from shears.pipeline.config import RunConfig
+from shears.pipeline.plan import Folders, Step, build_plan, plan_steps
 
 logger = logging.getLogger("shears.study")
 
@@ -108,18 +113,18 @@ SCALES: dict[str, dict[str, Any]] = {
     },
 }
 
-SPARSE_VARIANTS = (
-    "lora_sparse",
+PRUNED_VARIANTS = (
+    "lora_pruned",
     "shears_heuristic",
     "shears_hill_climbing",
     "shears_evolutionary",
 )
-VARIANTS = ("dense_base", "lora_dense", "sparse_base", *SPARSE_VARIANTS)
+VARIANTS = ("dense_base", "lora_dense", "pruned_base", *PRUNED_VARIANTS)
 LABELS = {
     "dense_base": "dense base (untuned)",
     "lora_dense": "dense + LoRA (r_max)",
-    "sparse_base": "sparse base (untuned)",
-    "lora_sparse": "sparse + LoRA (r_max)",
+    "pruned_base": "sparse base (untuned)",
+    "lora_pruned": "sparse + LoRA (r_max)",
     "shears_heuristic": "Shears, heuristic",
     "shears_hill_climbing": "Shears, hill-climbing",
     "shears_evolutionary": "Shears, evolutionary",
@@ -132,10 +137,10 @@ SEARCHES = {"shears_hill_climbing": "hill-climbing", "shears_evolutionary": "evo
 # Paired comparisons (a - b on the same seed: same data order and, for Shears, the same
 # super-adapter), the paper's ordering read pair by pair.
 PAIRS = (
-    ("shears_heuristic", "lora_sparse"),
+    ("shears_heuristic", "lora_pruned"),
     ("shears_hill_climbing", "shears_heuristic"),
     ("shears_evolutionary", "shears_heuristic"),
-    ("shears_hill_climbing", "lora_sparse"),
+    ("shears_hill_climbing", "lora_pruned"),
     ("lora_dense", "shears_hill_climbing"),
 )
 
@@ -156,124 +161,113 @@ class Study:
         p = self.out / task / ("dense" if sp is None else f"s{round(sp * 100)}")
         return p if seed is None else p / f"seed{seed}"
 
+    def search_dir(self, task: str, sp: float, seed: int, variant: str) -> Path:
+        return self.cell(task, sp, seed) / f"search_{variant.removeprefix('shears_')}"
+
+    def eval_dir(self, task: str, sp: float, seed: int | None, variant: str) -> Path:
+        """Where ``variant`` is evaluated: the untuned bases once per task (dense) or sparsity,
+        the dense LoRA once per seed, the rest once per cell."""
+        shared = {"dense_base": (None, None), "pruned_base": (sp, None), "lora_dense": (None, seed)}
+        where_sp, where_seed = shared.get(variant, (sp, seed))
+        return self.cell(task, where_sp, where_seed) / "eval" / variant
+
+    def folders(self, task: str, sp: float, seed: int, variant: str) -> Folders:
+        """Where the steps of the ``shears run`` of one cell and one search (``variant``) write:
+        the pruned model, the dense LoRA and the untuned bases are shared between cells."""
+        cell = self.cell(task, sp, seed)
+        named = {
+            "prune": self.pruned(sp),
+            "train": cell / "nls",
+            "search": self.search_dir(task, sp, seed, variant),
+            "train_lora_pruned": cell / "lora_pruned",
+            "train_lora_dense": self.cell(task, None, seed) / "lora_dense",
+            "eval_shears_searched": self.eval_dir(task, sp, seed, variant),
+            "export": cell / "export",  # not run
+        }
+
+        def folder(step: str) -> Path:
+            return named.get(step) or self.eval_dir(task, sp, seed, step.removeprefix("eval_"))
+
+        return folder
+
+    def run_config(self, task: str, sp: float, seed: int, algorithm: str) -> RunConfig:
+        """The ``shears run`` of one cell: Wanda at ``sp`` (calibration seed 0, shared by seeds),
+        NLS and LoRA baselines with ``seed``, one search, test evaluation of every variant."""
+        scale, device = self.scale, {"device": self.device}
+        search = {**scale["search"], "algorithm": algorithm, "objective": "loss", **device}
+        if algorithm != "evolutionary":
+            search.pop("population", None)
+        return RunConfig(
+            run_dir=str(self.out),
+            model=self.model,
+            task=scale["tasks"][task]["train"],
+            eval_tasks=[scale["tasks"][task]["test"]],
+            seed=seed,
+            baselines=True,
+            prune={**scale["prune"], "method": "wanda", "sparsity": sp, "seed": 0, **device},
+            train={**scale["train"], "space": scale.get("space", {}), **device},
+            search=search,
+            eval={
+                **scale["eval"],
+                "seed": 0,
+                "prompt_style": "alpaca",
+                "progress": False,
+                **device,
+            },
+        )
+
 
 # ---------------------------------------------------------------------------- units of work
 
 
-def _prune(st: Study, sp: float) -> None:
-    from shears.prune.api import run_prune
-    from shears.prune.config import PruneConfig
-
-    out = st.pruned(sp)
-    if complete(out, "prune"):
-        return
-    cfg = PruneConfig(
-        model=st.model,
-        output_dir=str(out),
-        method="wanda",
-        sparsity=sp,
-        seed=0,
-        device=st.device,
-        **st.scale["prune"],
-    )
-    run_prune(cfg, overwrite=True, progress=False)
+def _unit(step: str, task: str, sp: float, seed: int) -> str | None:
+    """The unit of work that runs a step of the cell (``task``, ``sp``, ``seed``); ``None``:
+    a step the study does not run (the export)."""
+    if step == "export":
+        return None
+    if step == "prune":
+        return _unit_name("prune", (sp,))
+    if step == "eval_dense_base":
+        return _unit_name("dense_base", (task,))
+    if step == "eval_pruned_base":
+        return _unit_name("pruned_base", (task, sp))
+    if step.endswith("lora_dense"):
+        return _unit_name("dense_lora", (task, seed))
+    return _unit_name("sparse_cell", (task, sp, seed))
 
 
-def _train(st: Study, task: str, model: str, out: Path, seed: int, fixed: bool) -> None:
-    from shears.adapters.config import SpaceConfig
-    from shears.train import TrainConfig, run_train
-
-    if complete(out, "train"):
-        return
-    space = SpaceConfig(**st.scale.get("space", {}))  # default: the paper's space
-    if fixed:  # plain LoRA at the super-adapter's largest rank
-        space = SpaceConfig(**{**st.scale.get("space", {}), "widths": [space.widths[0]]})
-    cfg = TrainConfig(
-        model=model,
-        output_dir=str(out),
-        data=st.scale["tasks"][task]["train"],
-        seed=seed,
-        space=space,
-        resume=True,
-        device=st.device,
-        **st.scale["train"],
-    )
-    run_train(cfg)
-
-
-def _search(st: Study, adapter: Path, model: Path, out: Path, algo: str, seed: int) -> None:
-    from shears.search.config import SearchConfig
-    from shears.search.run import run_search
-
-    if complete(out, "search"):
-        return
-    s = dict(st.scale["search"])
-    population = s.pop("population")
-    extra = {"population": population} if algo == "evolutionary" else {}
-    cfg = SearchConfig(
-        adapter=str(adapter),
-        model=str(model),
-        output_dir=str(out),
-        algorithm=algo,
-        objective="loss",
-        seed=seed,
-        resume=True,
-        device=st.device,
-        **s,
-        **extra,
-    )
-    run_search(cfg)
+def plan_units(
+    st: Study, tasks: list[str], sparsities: list[float], seeds: list[int]
+) -> dict[str, list[Step]]:
+    """The steps of every unit, built and validated before any work: one ``shears run`` plan per
+    cell and search; a step that several plans share (one folder) is kept once, named by its
+    folder."""
+    units: dict[str, list[Step]] = {}
+    digests: dict[str, str] = {}
+    for task, sp, seed, variant in itertools.product(tasks, sparsities, seeds, SEARCHES):
+        cfg = st.run_config(task, sp, seed, SEARCHES[variant])
+        for step in plan_steps(build_plan(cfg, st.folders(task, sp, seed, variant))):
+            unit = _unit(step.name, task, sp, seed)
+            if unit is None:
+                continue
+            name = Path(step.cfg.output_dir).relative_to(st.out).as_posix()
+            if name in digests:  # shared with an earlier plan: the same step, run once
+                if digests[name] != step.digest:
+                    raise RuntimeError(f"two different steps would write {name}")
+                continue
+            digests[name] = step.digest
+            units.setdefault(unit, []).append(replace(step, name=name))
+    return units
 
 
-def _eval(
-    st: Study, task: str, model: str, out: Path, adapter: Path | None = None, sub: str = "max"
-) -> None:
-    from shears.evaluate.runner import EvalConfig, run_eval
+def run_unit_steps(st: Study, unit: str, steps: list[Step]) -> None:
+    """Run the steps of one unit that are not up to date; each unit keeps its own ledger (units
+    run in parallel processes)."""
+    from shears.pipeline.ledger import Ledger
+    from shears.pipeline.run import run_steps, step_status
 
-    if complete(out, "eval"):
-        return
-    cfg = EvalConfig(
-        model=model,
-        adapter=str(adapter) if adapter else None,
-        sub_adapter=sub,
-        tasks=[st.scale["tasks"][task]["test"]],
-        output_dir=str(out),
-        overwrite=True,
-        prompt_style="alpaca",
-        progress=False,
-        device=st.device,
-        **st.scale["eval"],
-    )
-    run_eval(cfg)
-
-
-def unit_dense_base(st: Study, task: str) -> None:
-    _eval(st, task, st.model, st.cell(task, None, None) / "eval" / "dense_base")
-
-
-def unit_sparse_base(st: Study, task: str, sp: float) -> None:
-    _eval(st, task, str(st.pruned(sp)), st.cell(task, sp, None) / "eval" / "sparse_base")
-
-
-def unit_dense_lora(st: Study, task: str, seed: int) -> None:
-    cell = st.cell(task, None, seed)
-    _train(st, task, st.model, cell / "lora_dense", seed, fixed=True)
-    _eval(st, task, st.model, cell / "eval" / "lora_dense", cell / "lora_dense", "max")
-
-
-def unit_sparse_cell(st: Study, task: str, sp: float, seed: int) -> None:
-    """NLS + both searches + LoRA on the pruned model, and their four evaluations."""
-    cell, pruned = st.cell(task, sp, seed), st.pruned(sp)
-    _train(st, task, str(pruned), cell / "nls", seed, fixed=False)
-    _eval(st, task, str(pruned), cell / "eval" / "shears_heuristic", cell / "nls", "heuristic")
-    for variant, algo in SEARCHES.items():
-        sdir = cell / f"search_{variant.removeprefix('shears_')}"
-        _search(st, cell / "nls", pruned, sdir, algo, seed)
-        _eval(
-            st, task, str(pruned), cell / "eval" / variant, cell / "nls", str(sdir / SEARCH_RESULTS)
-        )
-    _train(st, task, str(pruned), cell / "lora_sparse", seed, fixed=True)
-    _eval(st, task, str(pruned), cell / "eval" / "lora_sparse", cell / "lora_sparse", "max")
+    ledger = Ledger(st.out / "ledger" / f"{unit.replace('/', '_')}.json")
+    run_steps(steps, step_status(steps, ledger), ledger, progress=False)
 
 
 VAL_CHECK_SIZE = 128  # validation examples of the post-hoc loss check (4x the search's)
@@ -320,25 +314,15 @@ def unit_val_check(st: Study, task: str, sp: float, seed: int) -> None:
         return
     best = {}
     for variant in SEARCHES:
-        best[variant] = read_search_best(cell / f"search_{variant.removeprefix('shears_')}").config
+        best[variant] = read_search_best(st.search_dir(task, sp, seed, variant)).config
     nls = {"shears_max": "max", "shears_heuristic": "heuristic", "shears_min": "min", **best}
     res = {
         **_val_losses(st, task, str(st.pruned(sp)), cell / "nls", nls),
-        **_val_losses(st, task, str(st.pruned(sp)), cell / "lora_sparse", {"lora_sparse": "max"}),
+        **_val_losses(st, task, str(st.pruned(sp)), cell / "lora_pruned", {"lora_pruned": "max"}),
         **_val_losses(st, task, st.model, dense / "lora_dense", {"lora_dense": "max"}),
         "val_examples": VAL_CHECK_SIZE,
     }
     atomic_write_json(cell / VAL_FILE, res)
-
-
-UNITS = {
-    "val_check": unit_val_check,
-    "prune": _prune,
-    "dense_base": unit_dense_base,
-    "sparse_base": unit_sparse_base,
-    "dense_lora": unit_dense_lora,
-    "sparse_cell": unit_sparse_cell,
-}
 
 
 def _die_with_parent() -> None:
@@ -365,9 +349,12 @@ def _worker_init(threads: int) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _run_unit(st: Study, kind: str, args: tuple) -> tuple[str, tuple, float]:
+def _run_unit(st: Study, kind: str, args: tuple, steps: list[Step]) -> tuple[str, tuple, float]:
     t0 = time.perf_counter()
-    UNITS[kind](st, *args)
+    if kind == "val_check":
+        unit_val_check(st, *args)
+    else:
+        run_unit_steps(st, _unit_name(kind, args), steps)
     return kind, args, time.perf_counter() - t0
 
 
@@ -375,8 +362,15 @@ def _unit_name(kind: str, args: tuple) -> str:
     return "/".join([kind, *map(str, args)])
 
 
-def run_units(st: Study, units: list[tuple[str, tuple]], jobs: int, threads: int) -> None:
-    """Run ``units`` on ``jobs`` worker processes; record wall seconds per unit in unit_times."""
+def run_units(
+    st: Study,
+    units: list[tuple[str, tuple]],
+    steps: dict[str, list[Step]],
+    jobs: int,
+    threads: int,
+) -> None:
+    """Run ``units`` (their ``steps``: :func:`plan_units`) on ``jobs`` worker processes; record
+    wall seconds per unit in unit_times."""
     from tqdm.auto import tqdm
 
     from shears.utils import atomic_write_json
@@ -396,13 +390,16 @@ def run_units(st: Study, units: list[tuple[str, tuple]], jobs: int, threads: int
     if jobs == 1:
         _worker_init(threads)
         for kind, args in units:
-            record(*_run_unit(st, kind, args))
+            record(*_run_unit(st, kind, args, steps.get(_unit_name(kind, args), [])))
     else:
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(jobs, ctx, _worker_init, (threads,)) as pool:
-            futures = [pool.submit(_run_unit, st, kind, args) for kind, args in units]
+            futures = [
+                pool.submit(_run_unit, st, kind, args, steps.get(_unit_name(kind, args), []))
+                for kind, args in units
+            ]
             for fut in as_completed(futures):
                 record(*fut.result())
     bar.close()
@@ -439,77 +436,78 @@ def _search_summary(res: SearchSummary | None) -> dict[str, Any] | None:
     }
 
 
+def _variant_row(st: Study, task: str, sp: float, seeds: list[int], variant: str) -> dict:
+    """One variant of one task and sparsity: per-seed accuracy, mean +- stderr, non-zeros."""
+    accs, nonzero, per_seed = [], [], {}
+    for seed in seeds if variant not in ("dense_base", "pruned_base") else [None]:
+        res = read_summary(st.eval_dir(task, sp, seed, variant), EvalSummary)
+        if res is None or res.mean_accuracy is None:
+            continue
+        accs.append(res.mean_accuracy)
+        nonzero.append(res.nonzero_parameters)
+        per_seed[str(seed)] = {"accuracy": res.mean_accuracy, "sub_adapter": res.sub_adapter_config}
+    return {
+        "label": LABELS[variant],
+        "accuracy": _stats(accs),
+        "nonzero_parameters": nonzero[0] if nonzero else None,
+        "per_seed": per_seed,
+    }
+
+
+def _seed_runs(st: Study, task: str, sp: float, seed: int) -> dict:
+    """The validation losses, training losses and searches of one cell."""
+    cell = st.cell(task, sp, seed)
+    train = {k: read_summary(cell / k, TrainSummary) for k in ("nls", "lora_pruned")}
+    searches = {v: read_summary(st.search_dir(task, sp, seed, v), SearchSummary) for v in SEARCHES}
+    return {
+        "val_losses": _read(cell / VAL_FILE),
+        "final_train_loss": {
+            k: (t.train_loss or t.final_loss) if t else None for k, t in train.items()
+        },
+        "search": {v: _search_summary(s) for v, s in searches.items()},
+    }
+
+
+def _paired(rows: dict) -> dict:
+    """Paired differences (same seed) of the ``PAIRS``."""
+    paired = {}
+    for a, b in PAIRS:
+        common = sorted(set(rows[a]["per_seed"]) & set(rows[b]["per_seed"]))
+        diffs = [
+            rows[a]["per_seed"][k]["accuracy"] - rows[b]["per_seed"][k]["accuracy"] for k in common
+        ]
+        paired[f"{a} - {b}"] = _stats(diffs)
+    return paired
+
+
+def _val_loss(runs: dict) -> dict:
+    """Validation loss over seeds of every adapter of the post-hoc check."""
+    names = ("shears_max", "shears_heuristic", "shears_min", *SEARCHES, "lora_pruned")
+    return {
+        name: _stats(
+            [
+                e["val_losses"][name]["loss"]
+                for e in runs.values()
+                if e["val_losses"] and name in e["val_losses"]
+            ]
+        )
+        for name in (*names, "lora_dense")
+    }
+
+
 def collect(st: Study, tasks: list[str], sparsities: list[float], seeds: list[int]) -> dict:
     """Per task, sparsity and variant: per-seed accuracy, mean +- stderr, non-zero parameters."""
-
-    def eval_dir(task: str, sp: float | None, seed: int | None, variant: str) -> Path:
-        base = st.cell(task, sp, None if variant in ("dense_base", "sparse_base") else seed)
-        return base / "eval" / variant
-
     table: dict[str, Any] = {}
     for task in tasks:
         table[task] = {}
         for sp in sparsities:
-            rows = {}
-            for variant in VARIANTS:
-                dense = variant in ("dense_base", "lora_dense")
-                accs, nonzero, per_seed = [], [], {}
-                for seed in seeds if variant not in ("dense_base", "sparse_base") else [None]:
-                    where = eval_dir(task, None if dense else sp, seed, variant)
-                    res = read_summary(where, EvalSummary)
-                    if res is None or res.mean_accuracy is None:
-                        continue
-                    accs.append(res.mean_accuracy)
-                    nonzero.append(res.nonzero_parameters)
-                    per_seed[str(seed)] = {
-                        "accuracy": res.mean_accuracy,
-                        "sub_adapter": res.sub_adapter_config,
-                    }
-                rows[variant] = {
-                    "label": LABELS[variant],
-                    "accuracy": _stats(accs),
-                    "nonzero_parameters": nonzero[0] if nonzero else None,
-                    "per_seed": per_seed,
-                }
-            extras = {}
-            for seed in seeds:
-                cell = st.cell(task, sp, seed)
-                train = {k: read_summary(cell / k, TrainSummary) for k in ("nls", "lora_sparse")}
-                searches = {
-                    v: read_summary(cell / f"search_{v.removeprefix('shears_')}", SearchSummary)
-                    for v in SEARCHES
-                }
-                extras[str(seed)] = {
-                    "val_losses": _read(cell / VAL_FILE),
-                    "final_train_loss": {
-                        k: (t.train_loss or t.final_loss) if t else None for k, t in train.items()
-                    },
-                    "search": {v: _search_summary(s) for v, s in searches.items()},
-                }
-            paired = {}
-            for a, b in PAIRS:
-                common = sorted(set(rows[a]["per_seed"]) & set(rows[b]["per_seed"]))
-                diffs = [
-                    rows[a]["per_seed"][k]["accuracy"] - rows[b]["per_seed"][k]["accuracy"]
-                    for k in common
-                ]
-                paired[f"{a} - {b}"] = _stats(diffs)
-            names = ("shears_max", "shears_heuristic", "shears_min", *SEARCHES, "lora_sparse")
-            val = {
-                name: _stats(
-                    [
-                        e["val_losses"][name]["loss"]
-                        for e in extras.values()
-                        if e["val_losses"] and name in e["val_losses"]
-                    ]
-                )
-                for name in (*names, "lora_dense")
-            }
+            rows = {v: _variant_row(st, task, sp, seeds, v) for v in VARIANTS}
+            runs = {str(seed): _seed_runs(st, task, sp, seed) for seed in seeds}
             table[task][f"{round(sp * 100)}"] = {
                 "variants": rows,
-                "val_loss": val,
-                "paired_differences": paired,
-                "per_seed_runs": extras,
+                "val_loss": _val_loss(runs),
+                "paired_differences": _paired(rows),
+                "per_seed_runs": runs,
             }
     return table
 
@@ -651,6 +649,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def run_study(st: Study, args: argparse.Namespace) -> None:
+    """Every unit, in three waves: pruning and the dense base; then the rest, seed by seed (an
+    interrupted study has whole seeds); then the validation checks."""
+    steps = plan_units(st, args.tasks, args.sparsities, args.seeds)  # every config checked first
+    t0 = time.perf_counter()
+    first = [("prune", (sp,)) for sp in args.sparsities]
+    first += [("dense_base", (t,)) for t in args.tasks]
+    run_units(st, first, steps, args.jobs, args.threads)
+    rest = [("pruned_base", (t, sp)) for t in args.tasks for sp in args.sparsities]
+    for seed in args.seeds:
+        rest += [("sparse_cell", (t, sp, seed)) for t in args.tasks for sp in args.sparsities]
+        rest += [("dense_lora", (t, seed)) for t in args.tasks]
+    run_units(st, rest, steps, args.jobs, args.threads)
+    cells = itertools.product(args.seeds, args.tasks, args.sparsities)
+    checks = [("val_check", (t, sp, seed)) for seed, t, sp in cells]
+    run_units(st, checks, steps, args.jobs, args.threads)
+    logger.info("study done in %.0f s wall", time.perf_counter() - t0)
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -679,23 +696,7 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit(f"{saved} holds another study (scale/model differ); use another --out")
     if not args.report_only:
         atomic_write_json(saved, settings)
-        t0 = time.perf_counter()
-        first = [("prune", (sp,)) for sp in args.sparsities]
-        first += [("dense_base", (t,)) for t in args.tasks]
-        run_units(st, first, args.jobs, args.threads)
-        rest = [("sparse_base", (t, sp)) for t in args.tasks for sp in args.sparsities]
-        for seed in args.seeds:  # seed by seed: an interrupted study has whole seeds
-            rest += [("sparse_cell", (t, sp, seed)) for t in args.tasks for sp in args.sparsities]
-            rest += [("dense_lora", (t, seed)) for t in args.tasks]
-        run_units(st, rest, args.jobs, args.threads)
-        checks = [
-            ("val_check", (t, sp, seed))
-            for seed in args.seeds
-            for t in args.tasks
-            for sp in args.sparsities
-        ]
-        run_units(st, checks, args.jobs, args.threads)
-        logger.info("study done in %.0f s wall", time.perf_counter() - t0)
+        run_study(st, args)
     times = _read(out / "unit_times.json") or {}
     results = {
         "settings": settings,

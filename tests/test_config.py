@@ -10,7 +10,7 @@ import pytest
 
 from shears.config import add_dataclass_args, dataclass_from_args, from_dict, to_dict
 from shears.errors import ShearsError
-from shears.evaluate.runner import EvalConfig
+from shears.evaluate.config import EvalConfig
 from shears.pipeline.ledger import NEUTRAL_KEYS, stage_digest
 from shears.prune.config import PruneConfig
 
@@ -53,7 +53,7 @@ def test_renamed_settings_keep_the_stage_digest():
 
 def test_old_keys_in_a_run_config(caplog):
     from shears.pipeline import load_run_config
-    from shears.pipeline.run import build_plan
+    from shears.pipeline.plan import build_plan
 
     overrides = ["prune.dataset_config=en", "eval.ppl_max_tokens=5"]
     with caplog.at_level(logging.WARNING):

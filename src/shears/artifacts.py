@@ -208,11 +208,13 @@ class TrainSummary:
 
 @dataclass(frozen=True)
 class SearchBest:
-    """The best sub-adapter of ``search_results.json``: ``{group: rank}``, score, size."""
+    """The best sub-adapter of ``search_results.json``: ``{group: rank}``, score, size, and its
+    place in the search's history."""
 
     config: dict[str, int]
     score: float | None = None
     adapter_parameters: int | None = None
+    index: int | None = None
 
     @classmethod
     def from_dict(cls, raw: Any, where: str = SEARCH_RESULTS) -> SearchBest | None:
@@ -221,7 +223,7 @@ class SearchBest:
             return None
         if not isinstance(raw, dict) or not isinstance(raw.get("config"), dict):
             raise ShearsError(f"{where} has no best.config")
-        return cls(raw["config"], raw.get("score"), raw.get("adapter_parameters"))
+        return cls(raw["config"], raw.get("score"), raw.get("adapter_parameters"), raw.get("index"))
 
 
 @dataclass(frozen=True)

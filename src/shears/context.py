@@ -18,7 +18,7 @@ from shears.errors import ShearsError
 from shears.models import ContextLimit, max_positions
 
 if TYPE_CHECKING:
-    from shears.evaluate.runner import EvalConfig
+    from shears.evaluate.config import EvalConfig
     from shears.evaluate.tasks import TaskSpec
     from shears.prune.config import PruneConfig
     from shears.search.config import SearchConfig

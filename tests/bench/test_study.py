@@ -54,20 +54,20 @@ def test_study_runs_every_variant_over_seeds_and_resumes(study, tiny_folder, tmp
             if n == 2:
                 assert row["accuracy"]["stderr"] is not None
         # pruning halves the target weights; LoRA on the dense model keeps the dense non-zeros
-        assert rows["sparse_base"]["nonzero_parameters"] < rows["dense_base"]["nonzero_parameters"]
-        assert rows["lora_dense"]["nonzero_parameters"] > rows["lora_sparse"]["nonzero_parameters"]
+        assert rows["pruned_base"]["nonzero_parameters"] < rows["dense_base"]["nonzero_parameters"]
+        assert rows["lora_dense"]["nonzero_parameters"] > rows["lora_pruned"]["nonzero_parameters"]
         runs = res["table"][task]["50"]["per_seed_runs"]["1"]
         losses = runs["val_losses"]
-        assert {"shears_max", "shears_heuristic", "lora_sparse", "lora_dense"} <= set(losses)
+        assert {"shears_max", "shears_heuristic", "lora_pruned", "lora_dense"} <= set(losses)
         assert all(v["loss"] > 0 for k, v in losses.items() if k != "val_examples")
         # the max sub-adapter of the super-adapter holds more parameters than its minimum
         assert (
             losses["shears_max"]["adapter_parameters"] > losses["shears_min"]["adapter_parameters"]
         )
-        assert res["table"][task]["50"]["val_loss"]["lora_sparse"]["n"] == 2
+        assert res["table"][task]["50"]["val_loss"]["lora_pruned"]["n"] == 2
         assert runs["search"]["shears_hill_climbing"]["evaluations"] >= 1
         space = json.loads(
-            (out / task / "s50" / "seed1" / "lora_sparse" / "search_space.json").read_text()
+            (out / task / "s50" / "seed1" / "lora_pruned" / "search_space.json").read_text()
         )
         assert all(g["widths"] == [4] for g in space["groups"])  # LoRA baseline: fixed r_max
     assert (out / "study_math.png").stat().st_size > 0
@@ -79,20 +79,20 @@ def test_study_runs_every_variant_over_seeds_and_resumes(study, tiny_folder, tmp
     want = (
         sum(
             rows["shears_heuristic"]["per_seed"][k]["accuracy"]
-            - rows["lora_sparse"]["per_seed"][k]["accuracy"]
+            - rows["lora_pruned"]["per_seed"][k]["accuracy"]
             for k in ("0", "1")
         )
         / 2
     )
-    assert paired["shears_heuristic - lora_sparse"]["mean"] == pytest.approx(want)
+    assert paired["shears_heuristic - lora_pruned"]["mean"] == pytest.approx(want)
     assert res["compute"]["total_core_s"] > 0
 
     # a second run finds every unit complete and trains nothing
-    import shears.evaluate.runner as runner
-    import shears.train as train
+    import shears.evaluate.run as eval_run
+    import shears.train.run as train_run
 
-    monkeypatch.setattr(train, "run_train", lambda *a, **k: pytest.fail("re-trained"))
-    monkeypatch.setattr(runner, "run_eval", lambda *a, **k: pytest.fail("re-evaluated"))
+    monkeypatch.setattr(train_run, "run", lambda *a, **k: pytest.fail("re-trained"))
+    monkeypatch.setattr(eval_run, "run", lambda *a, **k: pytest.fail("re-evaluated"))
     again = study.main(argv)
     assert again["table"] == res["table"]
 

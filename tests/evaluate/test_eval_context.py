@@ -12,7 +12,7 @@ import torch
 from conftest import tiny_model
 from context_helpers import LONG_QUESTION, cli, error_lines, short_folder, warnings_of, write_json
 from shears.errors import ShearsError
-from shears.evaluate import runner
+from shears.evaluate import run as eval_run
 from shears.evaluate.choice import choice_scores
 from shears.evaluate.generate import generate
 from shears.evaluate.perplexity import perplexity
@@ -29,7 +29,7 @@ def _math(tmp_path, question="What is 2 + 2?"):
 
 def test_cli_max_new_tokens_above_positions(tmp_path, tiny_tokenizer, capsys, monkeypatch):
     model = short_folder(tmp_path / "m", tiny_tokenizer)
-    monkeypatch.setattr(runner, "prepare_tasks", lambda *a, **k: pytest.fail("data was read"))
+    monkeypatch.setattr(eval_run, "prepare_tasks", lambda *a, **k: pytest.fail("data was read"))
     out = tmp_path / "out"
     rc = cli(
         ["eval", "--model", model, "--tasks", f"math:{_math(tmp_path)}", "--max-new-tokens"]

@@ -7,8 +7,11 @@ from eval_helpers import MATH_ROWS, MC_ROWS, save_tiny_model, tiny_lm, write_jso
 
 from shears.adapters import ElasticLoraConfig, SpaceConfig, SuperAdapter
 from shears.errors import ShearsError
-from shears.evaluate import runner
-from shears.evaluate.runner import EvalConfig, evaluate_model, run_eval
+from shears.evaluate import run as eval_run
+from shears.evaluate.config import EvalConfig
+from shears.evaluate.result import EvalResult
+from shears.evaluate.run import run as run_eval
+from shears.evaluate.suite import evaluate_model
 
 
 @pytest.fixture
@@ -68,7 +71,8 @@ def test_run_eval_super_adapter_writes_results(setup):
     ]
     assert len(preds) == 9
     assert {"task", "input", "output", "extracted", "label", "correct"} <= set(preds[0])
-    assert res["tasks"] == out["tasks"]
+    assert res.tasks == out["tasks"]
+    assert isinstance(res, EvalResult) and res.to_dict() == out
 
 
 def test_sub_adapter_changes_counts_and_json_config(setup, tmp_path):
@@ -81,7 +85,7 @@ def test_sub_adapter_changes_counts_and_json_config(setup, tmp_path):
         _cfg(setup, adapter=setup["adapter"], tasks=setup["tasks"][:1], overwrite=True)
     )  # heuristic
     diff = space.adapter_parameters(space.maximal()) - space.adapter_parameters(space.heuristic())
-    assert big["parameters"]["parameters"] - small["parameters"]["parameters"] == diff
+    assert big.parameters["parameters"] - small.parameters["parameters"] == diff
 
 
 def test_no_overwrite_without_flag(setup):
@@ -150,9 +154,9 @@ def test_peft_adapter_folder(setup, tmp_path, tiny_tokenizer):
     pm = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     pm.save_pretrained(tmp_path / "peft")
     res = run_eval(_cfg(setup, adapter=str(tmp_path / "peft"), tasks=setup["tasks"][1:2]))
-    assert res["adapter_kind"] == "peft"
+    assert res.adapter_kind == "peft"
     # q_proj 32 -> 32, v_proj 32 -> 16 (2 KV heads of 8), r = 4, 2 layers
-    assert res["parameters"]["adapter_parameters"] == 2 * 4 * ((32 + 32) + (32 + 16))
+    assert res.parameters["adapter_parameters"] == 2 * 4 * ((32 + 32) + (32 + 16))
     # one that does not fit: a target the model does not have
     pm2 = get_peft_model(tiny_lm(tiny_tokenizer), LoraConfig(r=4, target_modules=["q_proj"]))
     pm2.save_pretrained(tmp_path / "peft2")
@@ -172,8 +176,8 @@ def test_prompt_style_from_train_config(setup, tmp_path):
     (adapter.parent / "train_config.json").write_text(
         json.dumps({"data": {"prompt_style": "chat"}})
     )
-    assert runner.find_prompt_style(str(adapter)) == "chat"
-    assert runner.find_prompt_style(None) is None
+    assert eval_run.find_prompt_style(str(adapter)) == "chat"
+    assert eval_run.find_prompt_style(None) is None
 
 
 def test_evaluate_model_in_memory(tiny_tokenizer, tmp_path):
@@ -225,3 +229,11 @@ def test_search_result_without_best_is_clear(setup, monkeypatch, tmp_path):
     f = write_json(tmp_path / "search_results.json", {"algorithm": "hill_climb", "best": None})
     with pytest.raises(ShearsError, match="holds no best config"):
         run_eval(_cfg(setup, adapter=setup["adapter"], sub_adapter=f))
+
+
+def test_old_runner_module_still_imports():
+    """The README documented ``shears.evaluate.runner``: it stays an alias of the new modules."""
+    from shears.evaluate import runner
+
+    assert runner.EvalConfig is EvalConfig and runner.evaluate_model is evaluate_model
+    assert runner.run_eval is run_eval and runner.find_prompt_style is eval_run.find_prompt_style

@@ -56,7 +56,7 @@ def test_card_numbers_hand_made(tmp_path, tiny_tokenizer):
     results = run_export(
         ExportConfig(adapter=str(adapter), output_dir=str(out), sub_adapter=str(search))
     )
-    p = results["parameters"]
+    p = results.parameters
     assert p["base_parameters"] == total
     assert p["base_nonzero_parameters"] == nonzero
     assert p["sub_adapter_parameters"] == adapter_params
@@ -64,7 +64,7 @@ def test_card_numbers_hand_made(tmp_path, tiny_tokenizer):
     assert p["shears_nonzero_parameters"] == shears_nz
     assert p["dense_lora_nonzero_parameters"] == dense
     assert abs(p["nonzero_ratio_dense_over_shears"] - ratio) < 1e-12
-    assert results["base_model"]["block_linear_sparsity"] == 0.5
+    assert results.base_model.block_linear_sparsity == 0.5
 
     card = (out / "README.md").read_text()
     for text in (
@@ -89,6 +89,7 @@ def test_card_numbers_hand_made(tmp_path, tiny_tokenizer):
         assert text in card, text
     saved = json.loads((out / "export_results.json").read_text())
     assert saved["parameters"] == p
+    assert saved == json.loads(json.dumps(results.to_dict()))
     assert saved["sub_adapter"]["details"]["best_score"] == 1.234
     assert json.loads((out / "export_config.json").read_text())["sub_adapter"] == str(search)
     assert sorted(f.name for f in out.iterdir()) == [

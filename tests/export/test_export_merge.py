@@ -106,20 +106,20 @@ def test_run_export_merge(tmp_path, tiny_tokenizer, keep):
     merged = AutoModelForCausalLM.from_pretrained(out / "merged").eval()
     base_model = AutoModelForCausalLM.from_pretrained(base).eval()
     mt, bt = find_targets(merged), find_targets(base_model)
-    m = results["merge"]
+    m = results.merge
     assert (out / "merged" / "README.md").is_file()
     assert (out / "merged" / "tokenizer_config.json").is_file()
     if keep:
         for name in space.modules:
             assert torch.equal(weight_out_in(mt[name]) == 0, weight_out_in(bt[name]) == 0)
-        assert m["target_sparsity_after"] == m["target_sparsity_before"]
-        assert m["outside_mask_delta_rel"] > 0
+        assert m.target_sparsity_after == m.target_sparsity_before
+        assert m.outside_mask_delta_rel > 0
         assert "masked merge kept every base zero" in (out / "README.md").read_text()
     else:  # a plain merge reproduces the sub-adapter and says the model became dense
         with torch.no_grad():
             got = merged(input_ids=IDS).logits
         want = our_logits(base, adapter, space.heuristic(), IDS)
         assert torch.allclose(got, want, atol=1e-5, rtol=0)
-        assert m["target_sparsity_after"] < 0.01
-        assert results["verification"]["merged_max_abs_logit_diff"] < 1e-5
+        assert m.target_sparsity_after < 0.01
+        assert results.verification.merged_max_abs_logit_diff < 1e-5
         assert "plain merge made the model dense" in (out / "README.md").read_text()

@@ -48,9 +48,9 @@ def test_round_trip_mixed_ranks_12_layers(tmp_path, tiny_tokenizer):
             assert module.r["default"] == r, name
             assert module.lora_A["default"].weight.shape[0] == r
             assert module.scaling["default"] == pytest.approx(16.0 / 8)
-    assert results["verification"]["stock_peft_max_abs_logit_diff"] < 1e-5
-    assert results["sub_adapter"]["config"] == config
-    assert results["parameters"]["sub_adapter_parameters"] == space.adapter_parameters(config)
+    assert results.verification.stock_peft_max_abs_logit_diff < 1e-5
+    assert results.sub_adapter.config == config
+    assert results.parameters["sub_adapter_parameters"] == space.adapter_parameters(config)
 
 
 def test_gpt2_conv1d_round_trip(tmp_path, tiny_tokenizer):
@@ -86,9 +86,9 @@ def test_mask_aware_unmerged_peft_gives_unmasked_delta(tmp_path, tiny_tokenizer)
     masked = our_logits(base, adapter, config, IDS)
     assert torch.allclose(theirs, unmasked, atol=1e-5, rtol=0)
     assert (theirs - masked).abs().max() > 1e-3
-    ver = results["verification"]
-    assert ver["stock_peft_vs_unmasked_max_abs_logit_diff"] < 1e-5
-    assert ver["stock_peft_max_abs_logit_diff"] > 1e-3
+    ver = results.verification
+    assert ver.stock_peft_vs_unmasked_max_abs_logit_diff < 1e-5
+    assert ver.stock_peft_max_abs_logit_diff > 1e-3
     card = (out / "README.md").read_text()
     assert "Stock PEFT cannot apply that mask" in card and "--merge" in card
 

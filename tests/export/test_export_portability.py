@@ -20,7 +20,7 @@ def test_export_from_another_folder_uses_the_recorded_base(tmp_path, tiny_tokeni
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     res = run_export(ExportConfig(adapter=str(tmp_path / "adapter"), output_dir="out"))
-    assert res["base_model"]["path"] == str(tmp_path.resolve() / "base")
+    assert res.base_model.path == str(tmp_path.resolve() / "base")
     peft_cfg = json.loads((tmp_path / "elsewhere" / "out" / "adapter_config.json").read_text())
     assert peft_cfg["base_model_name_or_path"] == str(tmp_path.resolve() / "base")
 
@@ -35,7 +35,7 @@ def test_bf16_export_keeps_the_adapter_unrounded(tmp_path, tiny_tokenizer):
         merge=True,
     )
     res = run_export(cfg)
-    assert res["base_model"]["dtype"] == "bfloat16"
+    assert res.base_model.dtype == "bfloat16"
     exported = load_file(str(tmp_path / "out" / "adapter_model.safetensors"))
     saved = load_file(str(adapter / "adapter_model.safetensors"))
     for key, t in exported.items():  # the max sub-adapter: the super-adapter itself

@@ -58,14 +58,14 @@ def test_run_end_to_end_and_resume(tmp_path, tiny_folder, monkeypatch):
     assert {"prune", "train", "search", "export"} <= set(times)
 
     # a resumed run skips finished stages: make every stage entry point fail if called
-    import shears.prune.api as prune_api
-    import shears.train.nls as nls
+    import shears.prune.run as prune_run
+    import shears.train.run as train_run
 
     def boom(*a, **k):
         raise AssertionError("a finished stage ran again")
 
-    monkeypatch.setattr(prune_api, "run_prune", boom)
-    monkeypatch.setattr(nls, "run_train", boom)
+    monkeypatch.setattr(prune_run, "run", boom)
+    monkeypatch.setattr(train_run, "run", boom)
     again = run_pipeline(cfg)
     assert [r["test_accuracy"] for r in again["rows"]] == [
         r["test_accuracy"] for r in report["rows"]
@@ -76,21 +76,21 @@ def test_resume_after_killed_stage_runs_only_the_rest(tmp_path, tiny_folder, mon
     cfg = _cfg(tmp_path, tiny_folder, "evaluate_dense=false")
     import shears.search.run as search_run
 
-    real = search_run.run_search
+    real = search_run.run
 
     def killed(*a, **k):
         raise KeyboardInterrupt  # as if the process died during the search
 
-    monkeypatch.setattr(search_run, "run_search", killed)
+    monkeypatch.setattr(search_run, "run", killed)
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(cfg)
     run = tmp_path / "run"
     assert (run / "train" / "train_results.json").is_file()
     assert not (run / "search" / "search_results.json").exists()
-    monkeypatch.setattr(search_run, "run_search", real)
-    import shears.train.nls as nls
+    monkeypatch.setattr(search_run, "run", real)
+    import shears.train.run as train_run
 
-    monkeypatch.setattr(nls, "run_train", lambda *a, **k: pytest.fail("training ran again"))
+    monkeypatch.setattr(train_run, "run", lambda *a, **k: pytest.fail("training ran again"))
     report = run_pipeline(cfg)
     assert [r["variant"] for r in report["rows"]][-1] == "shears_searched"
 
@@ -99,11 +99,11 @@ def test_changed_later_stage_reruns_from_there_and_reuses_the_rest(
     tmp_path, tiny_folder, monkeypatch
 ):
     first = run_pipeline(_cfg(tmp_path, tiny_folder, "evaluate_dense=false"))
-    import shears.prune.api as prune_api
-    import shears.train.nls as nls
+    import shears.prune.run as prune_run
+    import shears.train.run as train_run
 
-    monkeypatch.setattr(prune_api, "run_prune", lambda *a, **k: pytest.fail("prune ran again"))
-    monkeypatch.setattr(nls, "run_train", lambda *a, **k: pytest.fail("training ran again"))
+    monkeypatch.setattr(prune_run, "run", lambda *a, **k: pytest.fail("prune ran again"))
+    monkeypatch.setattr(train_run, "run", lambda *a, **k: pytest.fail("training ran again"))
     report = run_pipeline(_cfg(tmp_path, tiny_folder, "evaluate_dense=false", "search.budget=3"))
     assert report["stages"]["reused"] == [
         "prune",
@@ -122,12 +122,12 @@ def test_killed_rerun_resumes_with_the_new_settings(tmp_path, tiny_folder, monke
     run_pipeline(_cfg(tmp_path, tiny_folder, "evaluate_dense=false"))
     import shears.export.run as export_run
 
-    real = export_run.run_export
-    monkeypatch.setattr(export_run, "run_export", lambda *a, **k: (_ for _ in ()).throw(OSError()))
+    real = export_run.run
+    monkeypatch.setattr(export_run, "run", lambda *a, **k: (_ for _ in ()).throw(OSError()))
     cfg = _cfg(tmp_path, tiny_folder, "evaluate_dense=false", "search.budget=3")
     with pytest.raises(OSError):
         run_pipeline(cfg)
-    monkeypatch.setattr(export_run, "run_export", real)
+    monkeypatch.setattr(export_run, "run", real)
     report = run_pipeline(cfg)  # the search of the new settings is reused, export runs
     assert "search" in report["stages"]["reused"]
     assert report["stages"]["status"]["export"] in ("rerun", "resume")

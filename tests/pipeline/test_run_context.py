@@ -19,10 +19,10 @@ def no_stage(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a stage ran or data was read before the context check")
 
-    import shears.prune.api as prune_api
+    import shears.prune.run as prune_run
     import shears.train.data as train_data
 
-    monkeypatch.setattr(prune_api, "run_prune", boom)
+    monkeypatch.setattr(prune_run, "run", boom)
     monkeypatch.setattr(train_data, "load_train_examples", boom)
 
 

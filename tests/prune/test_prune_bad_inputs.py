@@ -13,7 +13,7 @@ from shears.config import from_dict, to_dict
 from shears.errors import ShearsError
 from shears.models import load_model, validate_model_spec
 from shears.prune import PruneConfig
-from shears.prune import api as prune_api
+from shears.prune import run as prune_run
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def no_load(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("the model was loaded before the input was checked")
 
-    monkeypatch.setattr(prune_api, "load_model", boom)
+    monkeypatch.setattr(prune_run, "load_model", boom)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from transformers import AutoModelForCausalLM
 
 from conftest import ARCHS, tiny_config, tiny_model
 from shears.models import find_decoder_blocks, find_targets
+from shears.prune import PruneConfig
 from shears.prune.calibrate import (
     InputStatsHooks,
     SequentialPruner,
@@ -42,9 +43,8 @@ def _sequential_stats(model, targets, ids, sparsity, method="wanda", batch_size=
         for n, s in stats.items():
             seen[n] = s.sq_sum.clone()
 
-    SequentialPruner(
-        model, targets, method, sparsity, batch_size=batch_size, progress=False, on_block_stats=keep
-    ).run(ids)
+    cfg = PruneConfig(method=method, sparsity=sparsity, batch_size=batch_size)
+    SequentialPruner(model, targets, cfg, progress=False, on_block_stats=keep).run(ids)
     return seen
 
 
@@ -105,7 +105,8 @@ def test_every_arch_prunes_exact_rows(arch, method):
     model = tiny_model(arch)
     targets = find_targets(model)
     ids = torch.randint(0, 128, (4, 24))
-    info = SequentialPruner(model, targets, method, 0.5, batch_size=3, progress=False).run(ids)
+    cfg = PruneConfig(method=method, sparsity=0.5, batch_size=3)
+    info = SequentialPruner(model, targets, cfg, progress=False).run(ids)
     assert list(info) == list(targets)
     for name, mod in targets.items():
         from shears.models import weight_out_in
@@ -119,7 +120,7 @@ def test_nm_pattern_through_engine():
     model = tiny_model("qwen2")
     targets = find_targets(model)
     ids = torch.randint(0, 128, (4, 16))
-    SequentialPruner(model, targets, "wanda", 0.5, nm=(2, 4), progress=False).run(ids)
+    SequentialPruner(model, targets, PruneConfig(pattern="2:4"), progress=False).run(ids)
     for mod in targets.values():
         w = mod.weight
         assert ((w == 0).reshape(w.shape[0], -1, 4).sum(2) == 2).all()
@@ -128,10 +129,9 @@ def test_nm_pattern_through_engine():
 def test_offload_activations_gives_same_result():
     ids = torch.randint(0, 128, (4, 16))
     a, b = tiny_model("llama"), tiny_model("llama")
-    SequentialPruner(a, find_targets(a), "wanda", 0.5, progress=False).run(ids)
-    SequentialPruner(
-        b, find_targets(b), "wanda", 0.5, offload_activations=True, progress=False
-    ).run(ids)
+    SequentialPruner(a, find_targets(a), PruneConfig(), progress=False).run(ids)
+    offload = PruneConfig(offload_activations=True)
+    SequentialPruner(b, find_targets(b), offload, progress=False).run(ids)
     for (na, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters(), strict=True):
         assert torch.equal(pa, pb), na
 
@@ -140,7 +140,7 @@ def test_only_targets_are_pruned_and_later_blocks_skipped():
     model = tiny_model("llama")
     before = {n: p.clone() for n, p in model.named_parameters()}
     targets = find_targets(model, ["re:.*layers\\.0\\.mlp\\.up_proj"])
-    SequentialPruner(model, targets, "wanda", 0.5, progress=False).run(
+    SequentialPruner(model, targets, PruneConfig(), progress=False).run(
         torch.randint(0, 128, (2, 8))
     )
     changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]

@@ -11,7 +11,7 @@ from shears.cli import main
 from shears.config import from_dict
 from shears.errors import ShearsError
 from shears.prune import PruneConfig, run_prune
-from shears.prune import api as prune_api
+from shears.prune import run as prune_run
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def no_load(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("the model was loaded before the input was validated")
 
-    monkeypatch.setattr(prune_api, "load_model", boom)
+    monkeypatch.setattr(prune_run, "load_model", boom)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from prune_helpers import TEXT
 from context_helpers import POSITIONS, cli, error_lines, short_folder
 from shears.errors import ShearsError
 from shears.prune import PruneConfig, prune_model, run_prune
-from shears.prune import api as prune_api
+from shears.prune import run as prune_run
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def _boom(*a, **k):
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_cli_seqlen_above_positions(tmp_path, tiny_tokenizer, calib, capsys, monkeypatch, arch):
     model = short_folder(tmp_path / "m", tiny_tokenizer, arch)
-    monkeypatch.setattr(prune_api, "load_model", _boom)  # a folder's config.json is enough
+    monkeypatch.setattr(prune_run, "load_model", _boom)  # a folder's config.json is enough
     out = tmp_path / "out"
     argv = ["prune", "--model", model, "--calibration", calib, "--nsamples", "2"]
     rc = cli([*argv, "--seqlen", "100", "--output-dir", str(out)])
@@ -71,7 +71,7 @@ def test_checked_after_loading_when_the_config_is_unreadable(
 
     model = short_folder(tmp_path / "m", tiny_tokenizer)
     monkeypatch.setattr(models, "model_config", lambda *a, **k: None)
-    monkeypatch.setattr(prune_api, "build_calibration", _boom)
+    monkeypatch.setattr(prune_run, "build_calibration", _boom)
     cfg = PruneConfig(model=model, calibration=calib, nsamples=2, seqlen=100, output_dir="x")
     with pytest.raises(ShearsError, match=r"--seqlen 100 exceeds the model's 64 positions"):
         run_prune(cfg, progress=False)

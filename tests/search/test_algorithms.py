@@ -2,9 +2,12 @@ import pytest
 from search_helpers import config_from_key
 
 from shears.adapters.search_space import Group, SearchSpace
+from shears.errors import ShearsError
 from shears.search import (
+    AlgorithmConfig,
     CachedEvaluator,
     FunctionObjective,
+    SearchConfig,
     evolutionary,
     hill_climb,
     random_search,
@@ -153,5 +156,42 @@ def test_reference_points_and_dispatch():
     out = run_algorithm(ev, "max")
     assert out.best.config == space.maximal() and ev.n_evaluations == 1
     ev = CachedEvaluator(space, FunctionObjective(separable(TARGET)))
-    out = run_algorithm(ev, "heuristic", score_reference=False)
+    out = run_algorithm(ev, "heuristic", score_best=False)
     assert out.best.config == space.heuristic() and ev.n_evaluations == 0
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"algorithm": "evolutionary", "population": 6, "max_turns": 5, "seed": 3},
+        {"algorithm": "nsga2", "population": 6, "max_turns": 5, "two_objectives": True},
+        {"algorithm": "hc", "max_turns": 4, "patience": 0},
+        {"algorithm": "random", "seed": 4},
+    ],
+)
+def test_settings_whole_or_as_keywords_walk_the_same_path(settings):
+    """``run_algorithm`` takes an AlgorithmConfig whole, or a name and keyword settings."""
+    space = make_space()
+    walks = []
+    for call in (
+        lambda ev: run_algorithm(ev, AlgorithmConfig(**settings)),
+        lambda ev: run_algorithm(ev, **settings),
+    ):
+        ev = CachedEvaluator(space, FunctionObjective(separable(TARGET)), budget=30)
+        out = call(ev)
+        walks.append(([e.config for e in ev.history], out.stop_reason, out.trajectory, out.extra))
+    assert walks[0] == walks[1]
+
+
+def test_algorithm_config_of_a_search_config():
+    cfg = SearchConfig(adapter="a", algorithm="evo", population=8, seed=5, score_best=False)
+    got = AlgorithmConfig.of(cfg)
+    assert (got.algorithm, got.population, got.seed, got.score_best) == (
+        "evolutionary",
+        8,
+        5,
+        False,
+    )
+    assert got.screen_top_k == cfg.screen_top_k == 16  # the command's default, not the library's
+    with pytest.raises(ShearsError, match="algorithm 'annealing' is not known"):
+        AlgorithmConfig("annealing")

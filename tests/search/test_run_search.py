@@ -137,3 +137,20 @@ def test_bad_input_fails_clearly(setup, tmp_path, caplog):
     assert "not allowed" in caplog.text
     # nothing was written by the failed runs
     assert not any((tmp_path / n).exists() for n in "abcde")
+
+
+def test_the_result_is_what_the_file_holds(setup, tmp_path):
+    """``run`` returns a SearchResult; ``to_dict()`` is ``search_results.json``, keys in order;
+    keys of other kinds of search (``pareto_front``: two objectives) are left out."""
+    from shears.search import SearchConfig, SearchResult, run_search
+
+    out = tmp_path / "r"
+    cfg = SearchConfig(
+        adapter=str(setup / "adapter"), output_dir=str(out), val_size=4, batch_size=2, budget=4
+    )
+    res = run_search(cfg)
+    assert isinstance(res, SearchResult)
+    saved = json.loads((out / "search_results.json").read_text())
+    assert list(saved) == list(res.to_dict()) and saved == res.to_dict()
+    assert "pareto_front" not in saved and saved["compute"]["objective_calls"] == 4
+    assert res.best.config == saved["best"]["config"] and res.history[0].index == 0

@@ -104,7 +104,7 @@ def test_resume_skips_a_truncated_checkpoint(interrupted, tok, tmp_path, caplog)
         res = train_nls(
             make_model(tok), tok, make_examples(), make_config(str(run), max_steps=6, resume=True)
         )
-    assert res["resumed_from"].endswith("checkpoint-2") and res["global_steps"] == 6
+    assert res.resumed_from.endswith("checkpoint-2") and res.global_steps == 6
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("checkpoint-4" in m and "optimizer.pt" in m for m in warned), warned
     got = load_file(str(run / "adapter_model.safetensors"))
@@ -121,7 +121,7 @@ def test_resume_with_every_checkpoint_damaged_starts_over(interrupted, tok, tmp_
         res = train_nls(
             make_model(tok), tok, make_examples(), make_config(str(run), max_steps=6, resume=True)
         )
-    assert res["resumed_from"] is None and res["global_steps"] == 6
+    assert res.resumed_from is None and res.global_steps == 6
     got = load_file(str(run / "adapter_model.safetensors"))
     want = load_file(str(interrupted / "straight" / "adapter_model.safetensors"))
     for k in want:
@@ -154,7 +154,7 @@ def test_resume_reads_a_train_config_of_the_previous_layout(tmp_path):
     the same settings, and is refused with other ones."""
     from shears.adapters import ElasticLoraConfig
     from shears.artifacts import train_config_record
-    from shears.train.nls import _check_resume_config
+    from shears.train.folder import _check_resume_config
 
     cfg = make_config(str(tmp_path), max_steps=1)
     record = train_config_record(cfg)

@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from nls_worker import make_config, make_examples  # noqa: E402
 
-import shears.train.nls as nls  # noqa: E402
+import shears.train.run as train_run  # noqa: E402
 from context_helpers import LONG_QUESTION, cli, error_lines, short_folder, write_json  # noqa: E402
 from shears.adapters import ElasticLoraConfig, SpaceConfig  # noqa: E402
 from shears.errors import ShearsError  # noqa: E402
@@ -56,7 +56,7 @@ def test_train_nls_checks_the_loaded_model_before_tokenizing(tmp_path, monkeypat
     def boom(*a, **k):
         raise AssertionError("examples were tokenized before the context check")
 
-    monkeypatch.setattr(nls, "encode_examples", boom)
+    monkeypatch.setattr(train_run, "encode_examples", boom)
     tok = make_tokenizer()
     model = tiny_model("llama", tokenizer=tok, max_positions=64)
     cfg = make_config(

@@ -61,7 +61,7 @@ def test_train_outputs_frozen_base_and_sampling(tok, tmp_path):
     assert not any(n.startswith("checkpoint-") for n in names)
     assert json.loads((out / "train_config.json").read_text())["prompt_style"] == "alpaca"
     saved = json.loads((out / "train_results.json").read_text())
-    assert saved["global_steps"] == 4 and saved == json.loads(json.dumps(res))
+    assert saved["global_steps"] == 4 and saved == json.loads(json.dumps(res.to_dict()))
     assert saved["adapter_parameters"]["max"] == saved["trainable_parameters"]
     assert saved["final_loss"] is not None and saved["examples"] == 24
 
@@ -142,7 +142,7 @@ def test_other_arch_and_gradient_checkpointing(tok, tmp_path):
         str(tmp_path / "g"), max_steps=2, adapter=adapter, space=space, gradient_checkpointing=True
     )
     res = train_nls(model, tok, make_examples(8), cfg)
-    assert res["global_steps"] == 2 and res["groups"] == 4
+    assert res.global_steps == 2 and res.groups == 4
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
         train_nls(make_model(tok), tok, make_examples(), make_config(str(straight), max_steps=6))
     finally:
         torch.set_num_threads(threads)
-    assert res["resumed_from"].endswith("checkpoint-4") and res["global_steps"] == 6
+    assert res.resumed_from.endswith("checkpoint-4") and res.global_steps == 6
     a, b = _adapter(killed), _adapter(straight)
     assert a.keys() == b.keys()
     for k in a:

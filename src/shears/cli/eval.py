@@ -6,7 +6,7 @@ import argparse
 import json
 
 from shears.config import add_dataclass_args, apply_overrides, dataclass_from_args, load_config_file
-from shears.evaluate.runner import EvalConfig
+from shears.evaluate.config import EvalConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,19 +32,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from shears.evaluate.runner import run_eval
+    from shears.evaluate.run import run
 
     base = load_config_file(args.config) if args.config else {}
     base = apply_overrides(base, args.overrides)
     cfg = dataclass_from_args(EvalConfig, args, base)
-    res = run_eval(cfg)
+    res = run(cfg)
     summary = {
-        "mean_accuracy": res["mean_accuracy"],
+        "mean_accuracy": res.mean_accuracy,
         "tasks": {
             name: {k: v for k, v in m.items() if k in ("accuracy", "perplexity", "count")}
-            for name, m in res["tasks"].items()
+            for name, m in res.tasks.items()
         },
-        "nonzero_parameters": res["parameters"]["nonzero_parameters"],
+        "nonzero_parameters": res.parameters["nonzero_parameters"],
         "output_dir": cfg.output_dir,
     }
     print(json.dumps(summary, indent=2))

@@ -23,10 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from shears.export.run import run_export
+    from shears.export.run import run
 
     base = load_config_file(args.config) if args.config else None
     cfg = dataclass_from_args(ExportConfig, args, base)
-    results = run_export(cfg)
-    print(results["output_dir"])
+    print(run(cfg).output_dir)
     return 0

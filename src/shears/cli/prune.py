@@ -36,11 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    from shears.prune.api import run_prune
+    from shears.prune.run import run
 
     base = load_config_file(args.config) if args.config else {}
     cfg = dataclass_from_args(PruneConfig, args, base)
-    report = run_prune(cfg, overwrite=args.overwrite, progress=True)
-    summary = {k: v for k, v in report.items() if k != "layers"}
+    report = run(cfg, overwrite=args.overwrite, progress=True)
+    summary = {k: v for k, v in report.to_dict().items() if k != "layers"}
     sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     return 0

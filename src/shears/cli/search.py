@@ -33,17 +33,16 @@ def register(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from shears.search.config import SearchConfig
-    from shears.search.run import run_search
+    from shears.search.run import run
 
     base = load_config_file(args.config) if args.config else {}
     if args.set:
         base = apply_overrides(base, args.set)
     cfg = dataclass_from_args(SearchConfig, args, base)
-    res = run_search(cfg)
-    best = res["best"] or {}
+    res = run(cfg)
+    score, size = (res.best.score, res.best.adapter_parameters) if res.best else (None, None)
     print(
-        f"best {res['objective']}={best.get('score')} adapter_parameters="
-        f"{best.get('adapter_parameters')} evaluations={res['evaluations']} -> "
-        f"{cfg.output_dir}/{SEARCH_RESULTS}"
+        f"best {res.objective}={score} adapter_parameters={size} "
+        f"evaluations={res.evaluations} -> {cfg.output_dir}/{SEARCH_RESULTS}"
     )
     return 0

@@ -92,9 +92,9 @@ def run(args: argparse.Namespace) -> int:
     from shears.train import run_train
 
     cfg = build_config(args)
-    results = run_train(cfg)
+    result = run_train(cfg)
     keys = ("global_steps", "final_loss", "train_runtime_s", "train_samples_per_second")
-    summary = {"output_dir": cfg.output_dir, **{k: results.get(k) for k in keys}}
-    summary["adapter_parameters"] = results.get("adapter_parameters")
+    summary = {"output_dir": cfg.output_dir, **{k: getattr(result, k) for k in keys}}
+    summary["adapter_parameters"] = result.adapter_parameters
     print(json.dumps(summary), file=sys.stdout)
     return 0

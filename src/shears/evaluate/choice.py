@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -44,16 +45,49 @@ def _cache_keyword(model: nn.Module) -> str | None:
 
 
 @torch.no_grad()
+def _continuation_pass(
+    model: nn.Module,
+    cache,
+    cache_kw: str,
+    ctx_mask: torch.Tensor,
+    flat: list[list[int]],
+    idx: torch.Tensor,
+    pad: int,
+) -> torch.Tensor:
+    """Log-probabilities ``(N, longest - 1, vocab)`` of every continuation's tokens after its
+    first, run against the cache rows of its context (``idx``: the context row of each)."""
+    device = model_device(model)
+    cache.batch_select_indices(idx.to(device))
+    n, width = len(flat), max(len(c) for c in flat) - 1
+    cin = torch.full((n, width), pad, dtype=torch.long)
+    cmask = torch.zeros_like(cin)
+    for i, c in enumerate(flat):
+        cin[i, : len(c) - 1] = torch.tensor(c[:-1])
+        cmask[i, : len(c) - 1] = 1
+    ctx_len = ctx_mask.sum(-1)[idx.cpu()]  # (N,)
+    cpos = ctx_len[:, None] + torch.arange(width)[None]  # (N, width)
+    out = model(
+        input_ids=cin.to(device),
+        attention_mask=torch.cat([ctx_mask[idx.cpu()], cmask], 1).to(device),
+        position_ids=cpos.to(device),
+        use_cache=True,
+        **{cache_kw: cache},
+    )
+    return F.log_softmax(out.logits.float(), dim=-1)  # (N, width, vocab)
+
+
+@torch.no_grad()
 def _shared_context_batch(
     model: nn.Module, contexts: list[list[int]], conts: list[list[list[int]]], pad: int
 ) -> list[list[tuple[float, bool]]]:
     """Score every continuation of every context, running each context once.
 
     Pass 1 runs the left-padded contexts with a KV cache (logits at the last position only: they
-    score the first continuation token). Pass 2, needed only when a continuation is longer than
-    one token, runs all continuations but their last token against the cache rows of their
-    context (explicit position ids continue each context). Same sums as scoring
-    ``context + continuation`` whole, at about 1/len(choices) of the cost for short choices.
+    score the first continuation token). Pass 2 (:func:`_continuation_pass`), needed only when a
+    continuation is longer than one token, runs all continuations but their last token against
+    the cache rows of their context (explicit position ids continue each context). Same sums as
+    scoring ``context + continuation`` whole, at about 1/len(choices) of the cost for short
+    choices.
     """
     device = model_device(model)
     ids, mask = pad_left(contexts, pad)  # (B, W)
@@ -73,27 +107,9 @@ def _shared_context_batch(
     head = torch.tensor([c[0] for c in flat], device=first.device)
     total = first[idx, head]  # (N,)
     greedy = first[idx].argmax(-1) == head  # (N,)
-    longest = max(len(c) for c in flat)
-    if longest > 1:
+    if max(len(c) for c in flat) > 1:
         cache_kw = _cache_keyword(model)
-        cache = getattr(out, cache_kw)
-        cache.batch_select_indices(idx.to(device))
-        n, width = len(flat), longest - 1
-        cin = torch.full((n, width), pad, dtype=torch.long)
-        cmask = torch.zeros_like(cin)
-        for i, c in enumerate(flat):
-            cin[i, : len(c) - 1] = torch.tensor(c[:-1])
-            cmask[i, : len(c) - 1] = 1
-        ctx_len = mask.sum(-1)[idx.cpu()]  # (N,)
-        cpos = ctx_len[:, None] + torch.arange(width)[None]  # (N, width)
-        out2 = model(
-            input_ids=cin.to(device),
-            attention_mask=torch.cat([mask[idx.cpu()], cmask], 1).to(device),
-            position_ids=cpos.to(device),
-            use_cache=True,
-            **{cache_kw: cache},
-        )
-        logp = F.log_softmax(out2.logits.float(), dim=-1)  # (N, width, vocab)
+        logp = _continuation_pass(model, getattr(out, cache_kw), cache_kw, mask, flat, idx, pad)
         for i, c in enumerate(flat):
             if len(c) > 1:
                 target = torch.tensor(c[1:], device=logp.device)
@@ -131,6 +147,85 @@ def _whole_sequence_batch(
     return out
 
 
+@dataclass
+class _Requests:
+    """Tokenised requests, split by how they are scored.
+
+    ``groups``: context -> ``[(request index, continuation ids)]``, scored from the context's KV
+    cache; ``whole``: ``(request index, ids, n_continuation)``, each run whole; ``cut``: requests
+    whose context was cut from the left to fit.
+    """
+
+    ctx_ids: dict[str, list[int]] = field(default_factory=dict)
+    groups: dict[str, list[tuple[int, list[int]]]] = field(default_factory=dict)
+    whole: list[tuple[int, list[int], int]] = field(default_factory=list)
+    cut: int = 0
+
+
+def _tokenize_requests(
+    tokenizer, requests: list[tuple[str, str]], special: bool, limit, share_context: bool
+) -> _Requests:
+    """Tokenise each ``(context, continuation)`` once per distinct context and sort it into a
+    shared-context group or the whole-sequence list (a context too long is cut from the left)."""
+    max_len = limit.positions if limit is not None else None
+    r = _Requests()
+    for i, (ctx, cont) in enumerate(requests):
+        if ctx not in r.ctx_ids:
+            r.ctx_ids[ctx] = tokenizer(ctx, add_special_tokens=special)["input_ids"]
+        cont_ids = tokenizer(cont, add_special_tokens=False)["input_ids"]
+        if not cont_ids:
+            raise ValueError(f"continuation {cont!r} encodes to no tokens")
+        if max_len is not None and len(cont_ids) >= max_len:
+            raise ShearsError(
+                f"the choice {cont.strip()[:40]!r} is {len(cont_ids)} tokens: with a context it "
+                f"exceeds the model's {max_len} positions ({limit.key}); shorten the choices"
+            )
+        ids = r.ctx_ids[ctx] + cont_ids
+        fits = max_len is None or len(ids) <= max_len
+        r.cut += not fits
+        if share_context and fits and r.ctx_ids[ctx]:
+            r.groups.setdefault(ctx, []).append((i, cont_ids))
+        else:
+            r.whole.append((i, ids if fits else ids[-max_len:], len(cont_ids)))
+    if r.cut:
+        logger.warning(
+            "%d of %d multiple-choice requests (context + choice) are longer than the model's %d "
+            "positions (%s): their contexts were cut from the left",
+            r.cut,
+            len(requests),
+            max_len,
+            limit.key,
+        )
+    return r
+
+
+def _score_requests(
+    model: nn.Module, r: _Requests, pad: int, batch_size: int, out: list, bar
+) -> None:
+    """Fill ``out[request index]`` with ``(sum log p, is_greedy)``: the shared-context groups
+    (``batch_size`` contexts per forward), then the whole sequences (``batch_size`` each)."""
+    ctxs = sorted(r.groups, key=lambda c: -len(r.ctx_ids[c]))  # similar lengths: little padding
+    for start in range(0, len(ctxs), batch_size):
+        batch = ctxs[start : start + batch_size]
+        scores = _shared_context_batch(
+            model,
+            [r.ctx_ids[c] for c in batch],
+            [[cont for _, cont in r.groups[c]] for c in batch],
+            pad,
+        )
+        for c, sc in zip(batch, scores, strict=True):
+            for (i, _), s in zip(r.groups[c], sc, strict=True):
+                out[i] = s
+            bar.update(len(sc))
+    whole = sorted(r.whole, key=lambda w: -len(w[1]))
+    for start in range(0, len(whole), batch_size):
+        batch = whole[start : start + batch_size]
+        scores = _whole_sequence_batch(model, [(ids, n) for _, ids, n in batch], pad)
+        for (i, _, _), s in zip(batch, scores, strict=True):
+            out[i] = s
+        bar.update(len(batch))
+
+
 @torch.no_grad()
 def loglikelihoods(
     model: nn.Module,
@@ -154,69 +249,19 @@ def loglikelihoods(
     left (a warning counts such requests); a continuation that alone leaves no position for a
     context token is a ShearsError.
     """
-    special = style != "chat"
-    limit = max_positions(model)
-    max_len = limit.positions if limit is not None else None
     share_context = (
         share_context and _cache_keyword(model) is not None and _accepts(model, "position_ids")
     )
+    r = _tokenize_requests(
+        tokenizer, requests, style != "chat", max_positions(model), share_context
+    )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    ctx_ids: dict[str, list[int]] = {}
-    groups: dict[str, list[tuple[int, list[int]]]] = {}  # context -> [(request index, cont ids)]
-    whole: list[tuple[int, list[int], int]] = []  # (request index, ids, n_continuation)
-    cut = 0
-    for i, (ctx, cont) in enumerate(requests):
-        if ctx not in ctx_ids:
-            ctx_ids[ctx] = tokenizer(ctx, add_special_tokens=special)["input_ids"]
-        cont_ids = tokenizer(cont, add_special_tokens=False)["input_ids"]
-        if not cont_ids:
-            raise ValueError(f"continuation {cont!r} encodes to no tokens")
-        if max_len is not None and len(cont_ids) >= max_len:
-            raise ShearsError(
-                f"the choice {cont.strip()[:40]!r} is {len(cont_ids)} tokens: with a context it "
-                f"exceeds the model's {max_len} positions ({limit.key}); shorten the choices"
-            )
-        ids = ctx_ids[ctx] + cont_ids
-        fits = max_len is None or len(ids) <= max_len
-        cut += not fits
-        if share_context and fits and ctx_ids[ctx]:
-            groups.setdefault(ctx, []).append((i, cont_ids))
-        else:
-            whole.append((i, ids if fits else ids[-max_len:], len(cont_ids)))
-    if cut:
-        logger.warning(
-            "%d of %d multiple-choice requests (context + choice) are longer than the model's %d "
-            "positions (%s): their contexts were cut from the left",
-            cut,
-            len(requests),
-            max_len,
-            limit.key,
-        )
     out: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
     was_training = model.training
     model.eval()
     bar = tqdm(total=len(requests), desc="loglikelihood", disable=not progress, leave=False)
     try:
-        ctxs = sorted(groups, key=lambda c: -len(ctx_ids[c]))  # similar lengths: little padding
-        for start in range(0, len(ctxs), batch_size):
-            batch = ctxs[start : start + batch_size]
-            scores = _shared_context_batch(
-                model,
-                [ctx_ids[c] for c in batch],
-                [[cont for _, cont in groups[c]] for c in batch],
-                pad,
-            )
-            for c, sc in zip(batch, scores, strict=True):
-                for (i, _), s in zip(groups[c], sc, strict=True):
-                    out[i] = s
-                bar.update(len(sc))
-        whole.sort(key=lambda w: -len(w[1]))
-        for start in range(0, len(whole), batch_size):
-            batch = whole[start : start + batch_size]
-            scores = _whole_sequence_batch(model, [(ids, n) for _, ids, n in batch], pad)
-            for (i, _, _), s in zip(batch, scores, strict=True):
-                out[i] = s
-            bar.update(len(batch))
+        _score_requests(model, r, pad, batch_size, out, bar)
     finally:
         bar.close()
         model.train(was_training)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -89,6 +90,55 @@ def pad_left(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
+@dataclass(frozen=True)
+class _Greedy:
+    """The settings of greedy generation: the ``GenerationConfig`` and the ids it was built
+    from (pad: the tokenizer's, else eos, else 0)."""
+
+    config: Any  # transformers.GenerationConfig
+    pad_id: int
+    eos_id: int | None
+    stop_strings: list[str] | None
+
+    @classmethod
+    def of(cls, tokenizer, max_new_tokens: int, stop_strings: list[str] | None) -> _Greedy:
+        from transformers import GenerationConfig
+
+        pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
+        if pad_id is None:
+            pad_id = eos_id if eos_id is not None else 0
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            use_cache=True,
+            pad_token_id=pad_id,
+            eos_token_id=eos_id,
+            stop_strings=stop_strings or None,
+        )
+        return cls(config, pad_id, eos_id, stop_strings)
+
+
+@torch.no_grad()
+def _generate_batch(
+    model: nn.Module, tokenizer, rows: list[list[int]], greedy: _Greedy
+) -> list[list[int]]:
+    """New token ids of each prompt of one batch, up to and including the first eos."""
+    ids, mask = pad_left(rows, greedy.pad_id)  # (batch, seq)
+    device = model_device(model)
+    kwargs = {"tokenizer": tokenizer} if greedy.stop_strings else {}
+    out = model.generate(
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
+        generation_config=greedy.config,
+        **kwargs,
+    )  # (batch, seq + new)
+    new = out[:, ids.shape[1] :].cpu()  # (batch, new)
+    eos = greedy.eos_id
+    toks = [row.tolist() for row in new]
+    return [t[: t.index(eos) + 1] if eos is not None and eos in t else t for t in toks]
+
+
 @torch.no_grad()
 def generate(
     model: nn.Module,
@@ -107,30 +157,15 @@ def generate(
     Prompts longer than the model's positions less ``max_new_tokens`` are cut from the left
     (:func:`fit_prompts`). Returns the raw decoded continuations in input order.
     """
-    from transformers import GenerationConfig
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not prompts:
         return GenerationResult([], 0, [])
-    device = model_device(model)
-    pad_id = tokenizer.pad_token_id
-    eos_id = tokenizer.eos_token_id
-    if pad_id is None:
-        pad_id = eos_id if eos_id is not None else 0
     encoded, cut = fit_prompts(
         _encode(tokenizer, prompts, style), max_new_tokens, max_positions(model)
     )
+    greedy = _Greedy.of(tokenizer, max_new_tokens, stop_strings)
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))  # longest first
-    gen_cfg = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        num_beams=1,
-        use_cache=True,
-        pad_token_id=pad_id,
-        eos_token_id=eos_id,
-        stop_strings=stop_strings or None,
-    )
     texts: list[str] = [""] * len(prompts)
     counts: list[int] = [0] * len(prompts)
     was_training = model.training
@@ -139,19 +174,8 @@ def generate(
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            ids, mask = pad_left([encoded[i] for i in idx], pad_id)  # (batch, seq)
-            kwargs = {"tokenizer": tokenizer} if stop_strings else {}
-            out = model.generate(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                generation_config=gen_cfg,
-                **kwargs,
-            )  # (batch, seq + new)
-            new = out[:, ids.shape[1] :].cpu()  # (batch, new)
-            for row, i in enumerate(idx):
-                toks = new[row].tolist()
-                if eos_id is not None and eos_id in toks:
-                    toks = toks[: toks.index(eos_id) + 1]
+            new = _generate_batch(model, tokenizer, [encoded[i] for i in idx], greedy)
+            for i, toks in zip(idx, new, strict=True):
                 counts[i] = len(toks)
                 texts[i] = tokenizer.decode(toks, skip_special_tokens=True)
             bar.update(len(idx))

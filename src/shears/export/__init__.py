@@ -4,10 +4,12 @@ from shears.export.config import ExportConfig
 from shears.export.merge import MergeStats, merge_adapter
 from shears.export.peft_export import build_lora_config, export_peft_adapter, pattern_keys
 from shears.export.report import model_card, parameter_summary
-from shears.export.run import run_export
+from shears.export.result import ExportResult
+from shears.export.run import run as run_export
 
 __all__ = [
     "ExportConfig",
+    "ExportResult",
     "MergeStats",
     "build_lora_config",
     "export_peft_adapter",

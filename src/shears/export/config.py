@@ -6,22 +6,28 @@ from dataclasses import dataclass
 
 from shears.config import field
 from shears.errors import ShearsError
+from shears.stage import OverwriteConfig
 
 
 @dataclass
-class ExportConfig:
+class ExportConfig(OverwriteConfig):
     """Export a sub-adapter of a trained super-adapter as a stock-PEFT LoRA (and optionally a
     merged model), with a model card and ``export_results.json``."""
 
-    adapter: str = field("", help="super-adapter folder (the output of `shears train`)")
-    output_dir: str = field(
-        "", help="output folder (the PEFT adapter; `merged/` inside with --merge)"
-    )
+    # shared fields (shears.stage), with this stage's defaults and help
     model: str | None = field(
         None,
         help="base (sparse) model the adapter was trained on: folder, .gguf, hub id or named "
         "default; default: the base_model recorded in the adapter",
     )
+    output_dir: str = field(
+        "", help="output folder (the PEFT adapter; `merged/` inside with --merge)"
+    )
+    dtype: str = field(
+        "float32", help="dtype to load and merge in (float32 keeps the merge exact; bf16, fp16)"
+    )
+    device: str = field("cpu", help="device to export on (auto, cpu, cuda, cuda:N)")
+    adapter: str = field("", help="super-adapter folder (the output of `shears train`)")
     sub_adapter: str = field(
         "heuristic",
         help="which sub-adapter: heuristic | max | min | a search_results.json (or its folder) | "
@@ -43,11 +49,6 @@ class ExportConfig:
         help="load the written adapter with stock PEFT (and the merged model) and compare logits "
         "with the in-memory sub-adapter on a short probe",
     )
-    overwrite: bool = field(False, help="replace an existing output folder")
-    dtype: str = field(
-        "float32", help="dtype to load and merge in (float32 keeps the merge exact; bf16, fp16)"
-    )
-    device: str = field("cpu", help="device to export on (auto, cpu, cuda, cuda:N)")
 
     def __post_init__(self) -> None:
         if not self.adapter:
@@ -58,3 +59,4 @@ class ExportConfig:
             raise ShearsError("sub_adapter is empty; use heuristic, max, min or a JSON file")
         if self.keep_sparsity is not None and not self.merge:
             raise ShearsError("--keep-sparsity / --no-keep-sparsity only apply with --merge")
+        super().__post_init__()

@@ -16,7 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from shears.adapters.elastic_lora import elastic_layers, lora_delta, remove_elastic_lora
+from shears.adapters.elastic_lora import (
+    ElasticLoRALinear,
+    elastic_layers,
+    lora_delta,
+    remove_elastic_lora,
+)
 from shears.errors import ShearsError
 from shears.models import weight_out_in
 from shears.sparsity import count_parameters, zeros
@@ -103,6 +108,57 @@ class MergeStats:
         return s
 
 
+@dataclass
+class _Tally:
+    """Counts and squared norms summed over the merged target layers."""
+
+    params: int = 0
+    zeros_before: int = 0
+    zeros_after: int = 0
+    lost: int = 0  # base zeros that became non-zero
+    gained: int = 0  # non-zero weights that became exactly zero
+    outside_sq: float = 0.0  # ||D * ~M||^2
+    delta_sq: float = 0.0  # ||D||^2
+    weight_sq: float = 0.0  # ||W||^2
+
+
+@torch.no_grad()
+def _merge_layer(layer: ElasticLoRALinear, keep: bool, t: _Tally) -> None:
+    """Merge one layer (masked with ``keep``), adding what changed to ``t``."""
+    w = weight_out_in(layer.base_layer)  # (out, in)
+    mask = w != 0
+    t.params += w.numel()
+    t.zeros_before += zeros(w)
+    if keep and not layer.sparse_adapter:
+        raw = lora_delta(layer.lora_A, layer.lora_B, layer.active_rank, layer.scaling)
+        o, d, ww = outside_mask_norms(raw, w)
+        t.outside_sq, t.delta_sq, t.weight_sq = t.outside_sq + o, t.delta_sq + d, t.weight_sq + ww
+    layer.merge(keep)
+    w_after = weight_out_in(layer.base_layer)
+    t.zeros_after += zeros(w_after)
+    t.lost += int(((w_after != 0) & ~mask).sum())
+    t.gained += int(((w_after == 0) & mask).sum())
+
+
+def _ratio(num_sq: float, den_sq: float, report: bool) -> float | None:
+    """``sqrt(num_sq / den_sq)`` (0.0 for an empty denominator); ``None`` when not reported."""
+    if not report:
+        return None
+    return math.sqrt(num_sq / den_sq) if den_sq > 0 else 0.0
+
+
+def _log_merge(stats: MergeStats, report_outside: bool) -> None:
+    (logger.info if stats.keep_sparsity else logger.warning)("%s", stats.summary())
+    if report_outside and stats.outside_mask_delta_rel:
+        logger.warning(
+            "the masked merge drops %.1f %% of the adapter's update (Frobenius norm of the delta "
+            "outside the base's non-zero mask): the adapter was not trained mask-aware, so the "
+            "merged model differs from the sub-adapter; train with --sparse-adapter, or merge "
+            "with --no-keep-sparsity (dense) or use the unmerged adapter",
+            100 * stats.outside_mask_delta_rel,
+        )
+
+
 @torch.no_grad()
 def merge_adapter(model: nn.Module, keep_sparsity: bool | None = None) -> MergeStats:
     """Merge each elastic layer's active sub-adapter into its base weight and remove the wrappers.
@@ -123,50 +179,25 @@ def merge_adapter(model: nn.Module, keep_sparsity: bool | None = None) -> MergeS
     keep = mask_aware if keep_sparsity is None else keep_sparsity
     # count the bare model: elastic layers' A/B are not part of the merged model
     before = count_parameters(model, adapters="none")
-    n_params = zeros_before = zeros_after = lost = gained = 0
-    out_sq = delta_sq = weight_sq = 0.0
+    t = _Tally()
     for layer in layers.values():
-        w = weight_out_in(layer.base_layer)  # (out, in)
-        mask = w != 0
-        n_params += w.numel()
-        zeros_before += zeros(w)
-        if keep and not layer.sparse_adapter:
-            raw = lora_delta(layer.lora_A, layer.lora_B, layer.active_rank, layer.scaling)
-            o, d, ww = outside_mask_norms(raw, w)
-            out_sq, delta_sq, weight_sq = out_sq + o, delta_sq + d, weight_sq + ww
-        layer.merge(keep)
-        w_after = weight_out_in(layer.base_layer)
-        zeros_after += zeros(w_after)
-        lost += int(((w_after != 0) & ~mask).sum())
-        gained += int(((w_after == 0) & mask).sum())
+        _merge_layer(layer, keep, t)
     remove_elastic_lora(model)  # layers are merged already: puts the base linears back
     after = count_parameters(model)
     report_outside = keep and not mask_aware
     stats = MergeStats(
         keep_sparsity=keep,
         mask_aware=mask_aware,
-        target_parameters=n_params,
-        target_zeros_before=zeros_before,
-        target_zeros_after=zeros_after,
-        zeros_lost=lost,
-        zeros_gained=gained,
+        target_parameters=t.params,
+        target_zeros_before=t.zeros_before,
+        target_zeros_after=t.zeros_after,
+        zeros_lost=t.lost,
+        zeros_gained=t.gained,
         model_parameters=after["parameters"],
         model_nonzero_before=before["nonzero_parameters"],
         model_nonzero_after=after["nonzero_parameters"],
-        outside_mask_delta_rel=math.sqrt(out_sq / delta_sq)
-        if report_outside and delta_sq > 0
-        else (0.0 if report_outside else None),
-        outside_mask_delta_rel_weight=math.sqrt(out_sq / weight_sq)
-        if report_outside and weight_sq > 0
-        else (0.0 if report_outside else None),
+        outside_mask_delta_rel=_ratio(t.outside_sq, t.delta_sq, report_outside),
+        outside_mask_delta_rel_weight=_ratio(t.outside_sq, t.weight_sq, report_outside),
     )
-    (logger.info if keep else logger.warning)("%s", stats.summary())
-    if report_outside and stats.outside_mask_delta_rel:
-        logger.warning(
-            "the masked merge drops %.1f %% of the adapter's update (Frobenius norm of the delta "
-            "outside the base's non-zero mask): the adapter was not trained mask-aware, so the "
-            "merged model differs from the sub-adapter; train with --sparse-adapter, or merge "
-            "with --no-keep-sparsity (dense) or use the unmerged adapter",
-            100 * stats.outside_mask_delta_rel,
-        )
+    _log_merge(stats, report_outside)
     return stats

@@ -14,9 +14,12 @@ weights once), adapters included:
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shears.adapters.search_space import Config, SearchSpace
+
+if TYPE_CHECKING:
+    from shears.export.result import ExportResult, ShownEvaluation, Verification
 
 FORMULA = (
     "ratio = (P_base + sum_i r_max * (in_i + out_i)) / (NZ_base + sum_i r_i * (in_i + out_i)), "
@@ -114,55 +117,87 @@ def _fmt(v: Any) -> str:
 # ---------------------------------------------------------------------------- card
 
 
-def model_card(info: dict[str, Any]) -> str:
-    """README.md for the export folder, from the ``export_results.json`` dict ``info``."""
-    p = info["parameters"]
-    sa = info["sub_adapter"]
-    sp = info["search_space"]
-    ad = info["adapter"]
-    base = info["base_model"]
-    mask_aware = ad["sparse_adapter"]
-    lines = [
+def model_card(result: ExportResult) -> str:
+    """README.md for the export folder, from what ``export_results.json`` holds."""
+    sections = (
+        _front_matter(result),
+        _base_section(result),
+        _space_section(result),
+        _sub_adapter_section(result),
+        _nonzero_section(result),
+        _evaluation_section(result.evaluation),
+        _usage(result),
+        _verification_section(result.verification),
+    )
+    return "\n".join(line for section in sections for line in section)
+
+
+def _front_matter(r: ExportResult) -> list[str]:
+    v = r.versions
+    return [
         "---",
         "library_name: peft",
-        f"base_model: {base['path']}",
+        f"base_model: {r.base_model.path}",
         "tags: [shears, sparse, lora, peft, nls]",
         "---",
         "",
-        f"# {info['name']}: a Shears sparse model + sub-adapter",
+        f"# {r.name}: a Shears sparse model + sub-adapter",
         "",
-        f"Exported by shears {info['versions']['shears']} (peft {info['versions']['peft']}, "
-        f"transformers {info['versions']['transformers']}). Shears (arXiv 2404.10934): a "
-        "Wanda-sparsified base, an elastic-rank LoRA super-adapter trained with NLS, and a "
-        "sub-adapter chosen from it.",
+        f"Exported by shears {v['shears']} (peft {v['peft']}, transformers {v['transformers']}). "
+        "Shears (arXiv 2404.10934): a Wanda-sparsified base, an elastic-rank LoRA super-adapter "
+        "trained with NLS, and a sub-adapter chosen from it.",
         "",
+    ]
+
+
+def _base_section(r: ExportResult) -> list[str]:
+    base, p = r.base_model, r.parameters
+    return [
         "## Base model",
         "",
-        f"- model: `{base['spec']}`"
-        + (f" (loaded from `{base['path']}`)" if base["path"] != base["spec"] else ""),
-        f"- sparsity of the linear layers in the decoder blocks: {base['block_linear_sparsity']:.2%}",
-        f"- sparsity of the adapter's target layers: {base['target_sparsity']:.2%}",
+        f"- model: `{base.spec}`"
+        + (f" (loaded from `{base.path}`)" if base.path != base.spec else ""),
+        f"- sparsity of the linear layers in the decoder blocks: {base.block_linear_sparsity:.2%}",
+        f"- sparsity of the adapter's target layers: {base.target_sparsity:.2%}",
         f"- parameters: {p['base_parameters']:,} (non-zero: {p['base_nonzero_parameters']:,}, "
         f"{p['base_sparsity']:.2%} zeros over all parameters)",
         "",
+    ]
+
+
+def _space_section(r: ExportResult) -> list[str]:
+    ad, sp = r.adapter, r.search_space
+    return [
         "## Super-adapter and search space",
         "",
-        f"- super-adapter: `{ad['path']}`; r_max {sp['r_max']}, alpha {ad['alpha']:g} "
-        f"(scaling alpha / r_max = {ad['alpha'] / sp['r_max']:g} for every sub-rank), "
-        f"dropout {ad['dropout']:g}, mask-aware (SparsePEFT): {'yes' if mask_aware else 'no'}",
-        f"- search space: {sp['groups']} groups over {sp['modules']} modules; targets "
-        f"{', '.join(f'`{t}`' for t in sp['targets'])}; widths {sp['widths']}",
-        f"- grouping per decoder block: {sp['grouping']}",
+        f"- super-adapter: `{ad.path}`; r_max {sp.r_max}, alpha {ad.alpha:g} "
+        f"(scaling alpha / r_max = {ad.alpha / sp.r_max:g} for every sub-rank), "
+        f"dropout {ad.dropout:g}, mask-aware (SparsePEFT): {'yes' if ad.sparse_adapter else 'no'}",
+        f"- search space: {sp.groups} groups over {sp.modules} modules; targets "
+        f"{', '.join(f'`{t}`' for t in sp.targets)}; widths {sp.widths}",
+        f"- grouping per decoder block: {sp.grouping}",
         "",
+    ]
+
+
+def _sub_adapter_section(r: ExportResult) -> list[str]:
+    sa, p = r.sub_adapter, r.parameters
+    return [
         "## Chosen sub-adapter",
         "",
-        f"- source: {_source_text(sa)}",
+        f"- source: {_source_text(sa.source, sa.details)}",
         f"- adapter parameters: {p['sub_adapter_parameters']:,} "
         f"(r_max everywhere: {p['lora_r_max_parameters']:,})",
-        "- groups per width: " + ", ".join(f"r={w}: {n}" for w, n in sa["width_histogram"].items()),
+        "- groups per width: " + ", ".join(f"r={w}: {n}" for w, n in sa.width_histogram.items()),
         "",
-        sa["rank_table"],
+        sa.rank_table,
         "",
+    ]
+
+
+def _nonzero_section(r: ExportResult) -> list[str]:
+    p = r.parameters
+    lines = [
         "## Non-zero parameters",
         "",
         "| model | non-zero parameters |",
@@ -171,10 +206,9 @@ def model_card(info: dict[str, Any]) -> str:
         f"| dense base + LoRA at r_max on the same targets | "
         f"{p['dense_lora_nonzero_parameters']:,} |",
     ]
-    merged = info.get("merge")
-    if merged:
-        lines.append(f"| merged model (`merged/`) | {merged['model_nonzero_after']:,} |")
-    lines += [
+    if r.merge is not None:
+        lines.append(f"| merged model (`merged/`) | {r.merge.model_nonzero_after:,} |")
+    return lines + [
         "",
         f"**{p['nonzero_ratio_dense_over_shears']:.2f}x** fewer non-zero parameters than dense "
         "base + LoRA (the paper reports 1.91x at 50 % sparsity on LLaMA-7B).",
@@ -182,30 +216,22 @@ def model_card(info: dict[str, Any]) -> str:
         f"Formula: {p['formula']}.",
         "",
     ]
-    ev = info.get("evaluation")
-    if ev:
-        lines += [
-            "## Evaluation",
-            "",
-            f"From `{ev['file']}`.",
-            "",
-            "| metric | value |",
-            "|---|---:|",
-        ]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in ev["metrics"].items()]
-        lines.append("")
-    lines += _usage(info, mask_aware, merged)
-    ver = info.get("verification") or {}
-    if ver:
-        lines += ["## Verification", ""]
-        lines += [f"- {line}" for line in ver.get("lines", [])]
-        lines.append("")
-    return "\n".join(lines)
 
 
-def _source_text(sa: dict[str, Any]) -> str:
-    src = sa["source"]
-    d = sa.get("details", {})
+def _evaluation_section(ev: ShownEvaluation | None) -> list[str]:
+    if ev is None:
+        return []
+    lines = ["## Evaluation", "", f"From `{ev.file}`.", "", "| metric | value |", "|---|---:|"]
+    return lines + [f"| {k} | {_fmt(v)} |" for k, v in ev.metrics.items()] + [""]
+
+
+def _verification_section(ver: Verification | None) -> list[str]:
+    if ver is None:
+        return []
+    return ["## Verification", "", *(f"- {line}" for line in ver.lines), ""]
+
+
+def _source_text(src: str, d: dict[str, Any]) -> str:
     if src == "search":
         extra = ", ".join(f"{k} {_fmt(v)}" for k, v in d.items() if k != "file")
         return f"search result `{d.get('file')}`" + (f" ({extra})" if extra else "")
@@ -218,8 +244,8 @@ def _source_text(sa: dict[str, Any]) -> str:
     return src
 
 
-def _usage(info: dict[str, Any], mask_aware: bool, merged: dict | None) -> list[str]:
-    base = info["base_model"]["path"]
+def _usage(r: ExportResult) -> list[str]:
+    base = r.base_model.path
     lines = [
         "## How to use",
         "",
@@ -235,7 +261,7 @@ def _usage(info: dict[str, Any], mask_aware: bool, merged: dict | None) -> list[
         "```",
         "",
     ]
-    if mask_aware:
+    if r.adapter.sparse_adapter:
         lines += [
             "> **Mask-aware adapter.** It was trained with its delta multiplied by the base "
             "weights' non-zero mask (SparsePEFT). Stock PEFT cannot apply that mask: loaded "
@@ -245,7 +271,7 @@ def _usage(info: dict[str, Any], mask_aware: bool, merged: dict | None) -> list[
             "exactly.",
             "",
         ]
-    if merged:
+    if r.merge is not None:
         lines += [
             "The merged model in `merged/` loads with plain transformers:",
             "",
@@ -253,7 +279,7 @@ def _usage(info: dict[str, Any], mask_aware: bool, merged: dict | None) -> list[
             'model = AutoModelForCausalLM.from_pretrained("<this folder>/merged")',
             "```",
             "",
-            merged["summary"] + ".",
+            r.merge.summary() + ".",
             "",
         ]
     return lines

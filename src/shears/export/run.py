@@ -1,23 +1,28 @@
-"""``run_export``: the export stage end to end (checks first, then one atomic output folder).
+"""``run`` (what ``shears export`` runs; ``shears.export.run_export``): check -> load -> export
+and verify -> write, into one atomic output folder.
 
 Output folder:
 - ``adapter_model.safetensors`` + ``adapter_config.json``: the sub-adapter as a stock PEFT LoRA;
 - ``merged/`` (with ``merge``): the model with the sub-adapter merged, HF layout + tokenizer;
-- ``README.md``: the model card; ``export_results.json``; ``export_config.json``.
+- ``README.md``: the model card (:mod:`shears.export.report`); :data:`RESULTS`
+  (``export_results.json``, an :class:`~shears.export.result.ExportResult`);
+  ``export_config.json``.
+
+Logit checks: :mod:`shears.export.verify`; the merge: :mod:`shears.export.merge`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from shears.adapters.elastic_lora import ElasticLoRALinear, remove_elastic_lora
+from shears.adapters.elastic_lora import ElasticLoRALinear
 from shears.adapters.io import WEIGHTS, SuperAdapter, peft_key, warn_if_other_base
 from shears.adapters.search_space import SearchSpace
 from shears.adapters.select import SubAdapterChoice, resolve_sub_adapter
@@ -33,23 +38,27 @@ from shears.export.report import (
     rank_table,
     width_histogram,
 )
-from shears.models import (
-    find_targets,
-    get_submodule_parent,
-    load_model,
-    save_model,
-    validate_model_spec,
+from shears.export.result import (
+    AdapterInfo,
+    BaseModelInfo,
+    ExportedSubAdapter,
+    ExportResult,
+    ShownEvaluation,
+    SpaceInfo,
+    Verification,
 )
+from shears.export.verify import Probe, verify_merged, verify_peft
+from shears.models import find_targets, load_model, save_model, validate_model_spec
 from shears.outputs import atomic_output, check_output
 from shears.sparsity import count_parameters, zero_fraction
 from shears.utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-PROBE_SHAPE = (2, 16)  # (batch, seq) of random tokens for the logit checks
+RESULTS = EXPORT_RESULTS  # the stage's results file: its presence marks the output complete
 
 
-# ---------------------------------------------------------------------------- checks
+# ---------------------------------------------------------------------------- check
 
 
 def _check_weights_file(adapter: str, space: SearchSpace) -> None:
@@ -80,13 +89,13 @@ def _find_eval_results(cfg: ExportConfig) -> Path | None:
     return find_eval_results(cfg.adapter, cfg.sub_adapter)
 
 
-def _load_eval(path: Path | None) -> dict[str, Any] | None:
+def _load_eval(path: Path | None) -> ShownEvaluation | None:
     if path is None:
         return None
     metrics = flatten_scalars(read_eval_results(path))
     if not metrics:
         raise ShearsError(f"evaluation results {str(path)!r} hold no numbers to report")
-    return {"file": str(path), "metrics": metrics}
+    return ShownEvaluation(str(path), metrics)
 
 
 def export_inputs(cfg: ExportConfig) -> list[str | None]:
@@ -94,18 +103,22 @@ def export_inputs(cfg: ExportConfig) -> list[str | None]:
     return [cfg.adapter, cfg.model, cfg.sub_adapter, cfg.eval_results]
 
 
-def check_export(
-    cfg: ExportConfig,
-) -> tuple[SuperAdapter, SearchSpace, SubAdapterChoice, str, dict]:
-    """Everything that can be checked without loading the model; ShearsError on bad input.
+@dataclass
+class ExportPlan:
+    """What :func:`check` established before the model is loaded."""
 
-    Returns ``(saved, space, choice, model_spec, evaluation)``; ``saved``: the super-adapter's
-    configs as saved (no weights).
-    """
-    saved = SuperAdapter.read(cfg.adapter)
-    space = saved.space
-    choice = resolve_sub_adapter(cfg.sub_adapter, space)
-    # the base as recorded: its absolute path when it exists (works from any folder), else as given
+    saved: SuperAdapter  # the super-adapter's configs as saved (no weights)
+    choice: SubAdapterChoice
+    spec: str  # the base model to load
+    evaluation: ShownEvaluation | None
+
+    @property
+    def space(self) -> SearchSpace:
+        return self.saved.space
+
+
+def _base_spec(cfg: ExportConfig, saved: SuperAdapter) -> str:
+    """The base as given, else as recorded (its absolute path when it exists), checked."""
     spec = cfg.model or saved.base_spec
     if not spec:
         raise ShearsError(
@@ -118,6 +131,14 @@ def check_export(
         if cfg.model:
             raise
         raise ShearsError(f"{exc} (the base recorded in {cfg.adapter!r}; pass --model)") from exc
+    return spec
+
+
+def check(cfg: ExportConfig) -> ExportPlan:
+    """Everything that can be checked without loading the model; ShearsError on bad input."""
+    saved = SuperAdapter.read(cfg.adapter)
+    choice = resolve_sub_adapter(cfg.sub_adapter, saved.space)
+    spec = _base_spec(cfg, saved)
     warn_if_other_base(cfg.adapter, cfg.model, "exported")
     if saved.config.sparse_adapter and cfg.keep_sparsity is False:
         raise ShearsError(
@@ -125,269 +146,189 @@ def check_export(
             "would change the model: drop --no-keep-sparsity"
         )
     check_output(cfg.output_dir, "export", overwrite=cfg.overwrite, inputs=export_inputs(cfg))
-    _check_weights_file(cfg.adapter, space)
-    evaluation = _load_eval(_find_eval_results(cfg))
-    return saved, space, choice, spec, evaluation
+    _check_weights_file(cfg.adapter, saved.space)
+    return ExportPlan(saved, choice, spec, _load_eval(_find_eval_results(cfg)))
 
 
-# ---------------------------------------------------------------------------- logits
+# ---------------------------------------------------------------------------- load
 
 
-@torch.no_grad()
-def probe_ids(model: nn.Module, shape: tuple[int, int] = PROBE_SHAPE) -> torch.Tensor:
-    """Fixed pseudo-random token ids (batch, seq) inside the model's vocabulary."""
-    vocab = model.get_input_embeddings().num_embeddings
-    gen = torch.Generator().manual_seed(1234)
-    ids = torch.randint(0, vocab, shape, generator=gen)
-    return ids.to(next(model.parameters()).device)
+@dataclass
+class LoadedBase:
+    """The base model with the super-adapter injected at the chosen sub-adapter."""
+
+    model: nn.Module
+    tokenizer: Any
+    layers: dict[str, ElasticLoRALinear]
+    dtype: torch.dtype
+    info: BaseModelInfo
+    counts: dict[str, int]  # parameters / nonzero_parameters of the bare base
+    module_names: list[str]
 
 
-@torch.no_grad()
-def logits_of(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
-    return model(input_ids=ids).logits.float().cpu()  # (batch, seq, vocab)
+def _base_path(model: nn.Module, spec: str) -> str:
+    """Where the base was loaded from (absolute for a local folder)."""
+    path = str(getattr(model, "name_or_path", "") or spec)
+    return str(Path(path).resolve()) if Path(path).exists() else path
 
 
-def _reattach(model: nn.Module, layers: dict[str, ElasticLoRALinear]) -> None:
-    """Put the elastic wrappers back around their base linears (after a stock-PEFT check)."""
-    for name, layer in layers.items():
-        parent, attr = get_submodule_parent(model, name)
-        if getattr(parent, attr) is not layer.base_layer:
-            raise RuntimeError(f"{name}: the base linear was replaced during the PEFT check")
-        setattr(parent, attr, layer)
+def load(cfg: ExportConfig, plan: ExportPlan) -> LoadedBase:
+    """Load the base, measure its sparsity, inject the adapter and activate the sub-adapter."""
+    model, tok = load_model(plan.spec, dtype=cfg.dtype, device=cfg.device)
+    dtype = next(model.parameters()).dtype
+    counts = count_parameters(model)
+    block_sparsity = zero_fraction(m.weight for m in find_targets(model).values()) or 0.0
+    module_names = [n for n, _ in model.named_modules() if n]
+    layers = SuperAdapter.load(model, cfg.adapter, dropout=0.0).layers
+    model.eval()
+    target_sparsity = zero_fraction(x.base_layer.weight for x in layers.values()) or 0.0
+    plan.space.apply(layers, plan.choice.config)
+    info = BaseModelInfo(
+        spec=plan.spec,
+        path=_base_path(model, plan.spec),
+        dtype=str(dtype).replace("torch.", ""),
+        block_linear_sparsity=block_sparsity,
+        target_sparsity=target_sparsity,
+    )
+    return LoadedBase(model, tok, layers, dtype, info, counts, module_names)
 
 
-@torch.no_grad()
-def stock_peft_logits(
-    model: nn.Module, layers: dict[str, ElasticLoRALinear], adapter_dir: Path, ids: torch.Tensor
-) -> torch.Tensor:
-    """Logits of ``model``'s bare base with the adapter in ``adapter_dir`` loaded by stock PEFT.
-
-    The elastic wrappers are taken off for the check and put back afterwards (no copy of the
-    model is made).
-    """
-    from peft import PeftModel
-
-    remove_elastic_lora(model)
-    try:
-        peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
-        peft_model.eval()
-        out = logits_of(peft_model, ids)
-        peft_model.unload()
-    finally:
-        _reattach(model, layers)
-    return out
+# ---------------------------------------------------------------------------- export and verify
 
 
-def _tolerance(ref: torch.Tensor, dtype: torch.dtype) -> float:
-    rel = 1e-4 if dtype == torch.float32 else 3e-2
-    return rel * max(1.0, float(ref.abs().max()))
+def _export_model_files(
+    cfg: ExportConfig,
+    plan: ExportPlan,
+    base: LoadedBase,
+    probe: Probe,
+    ver: Verification | None,
+    tmp: Path,
+) -> tuple[dict[str, Any], MergeStats | None]:
+    """Write the PEFT adapter (and with ``cfg.merge`` the merged model) into ``tmp``, checking
+    each against ``probe`` when ``ver`` is given; return the adapter's summary (its ``files``
+    with ``merged/`` added) and the merge's stats."""
+    summary = export_peft_adapter(
+        base.layers,
+        plan.space,
+        plan.choice.config,
+        tmp,
+        base_model=base.info.path,
+        other_modules=base.module_names,
+        dropout=plan.saved.config.dropout,
+    )
+    if ver is not None:
+        verify_peft(base.model, base.layers, tmp, probe, plan.saved.config.sparse_adapter, ver)
+    if not cfg.merge:
+        return summary, None
+    stats = merge_adapter(base.model, cfg.keep_sparsity)
+    if ver is not None:
+        verify_merged(base.model, probe, stats, ver)
+    save_model(base.model, base.tokenizer, tmp / "merged")
+    summary["files"] = [*summary["files"], "merged/"]
+    return summary, stats
 
 
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max())
+# ---------------------------------------------------------------------------- result and write
 
 
-# ---------------------------------------------------------------------------- run
-
-
-def run_export(cfg: ExportConfig) -> dict[str, Any]:
-    """Export the chosen sub-adapter (and optionally the merged model); returns the results dict
-    that is also written to ``export_results.json``."""
+def _versions() -> dict[str, str]:
     import peft
     import transformers
 
     import shears
 
-    t0 = time.perf_counter()
-    saved, space, choice, spec, evaluation = check_export(cfg)
-    config = choice.config
-    logger.info(
-        "exporting the %s sub-adapter of %s (%d groups) on %s",
-        choice.source,
-        cfg.adapter,
-        len(space.groups),
-        spec,
+    return {
+        "shears": shears.__version__,
+        "peft": peft.__version__,
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+    }
+
+
+def _sub_adapter(plan: ExportPlan, summary: dict[str, Any]) -> ExportedSubAdapter:
+    config = plan.choice.config
+    return ExportedSubAdapter(
+        source=plan.choice.source,
+        details=plan.choice.details,
+        config=config,
+        width_histogram=width_histogram(plan.space, config),
+        rank_table=rank_table(plan.space, config),
+        anchored_pattern_keys=summary["anchored_pattern_keys"],
     )
 
-    model, tok = load_model(spec, dtype=cfg.dtype, device=cfg.device)
-    dtype = next(model.parameters()).dtype
-    base_counts = count_parameters(model)
-    block_linears = find_targets(model)
-    block_sparsity = zero_fraction(m.weight for m in block_linears.values()) or 0.0
-    module_names = [n for n, _ in model.named_modules() if n]
-    layers = SuperAdapter.load(model, cfg.adapter, dropout=0.0).layers
-    model.eval()
-    target_sparsity = zero_fraction(x.base_layer.weight for x in layers.values()) or 0.0
-    space.apply(layers, config)
-    base_path = str(getattr(model, "name_or_path", "") or spec)
-    if Path(base_path).exists():
-        base_path = str(Path(base_path).resolve())
 
-    ids = probe_ids(model)
-    ref = logits_of(model, ids)  # our in-memory sub-adapter
-    tol = _tolerance(ref, dtype)
-    verification: dict[str, Any] = {"probe_tokens": list(ids.shape), "tolerance": tol, "lines": []}
-    merge_stats: MergeStats | None = None
-    files: list[str] = []
+def _result(
+    cfg: ExportConfig,
+    plan: ExportPlan,
+    base: LoadedBase,
+    summary: dict[str, Any],
+    parts: tuple[Verification | None, MergeStats | None],
+    t0: float,
+) -> ExportResult:
+    """The :class:`ExportResult` of an export (``parts``: its verification and merge)."""
+    out, saved = Path(cfg.output_dir), plan.saved
+    return ExportResult(
+        name=out.name,
+        output_dir=str(out),
+        files=[*summary["files"], "README.md", RESULTS, EXPORT_CONFIG],
+        versions=_versions(),
+        base_model=base.info,
+        adapter=AdapterInfo(
+            str(cfg.adapter), saved.config.alpha, saved.config.dropout, saved.config.sparse_adapter
+        ),
+        search_space=SpaceInfo.of(saved),
+        sub_adapter=_sub_adapter(plan, summary),
+        parameters=parameter_summary(
+            base.counts["parameters"],
+            base.counts["nonzero_parameters"],
+            plan.space,
+            plan.choice.config,
+        ),
+        evaluation=plan.evaluation,
+        verification=parts[0],
+        merge=parts[1],
+        time_s=round(time.perf_counter() - t0, 2),
+    )
+
+
+def write_results(folder: Path, cfg: ExportConfig, result: ExportResult) -> None:
+    """The one writer of the model card (also in ``merged/``), ``export_results.json`` and
+    ``export_config.json``."""
+    card = model_card(result)
+    atomic_write_text(folder / "README.md", card)
+    if result.merge is not None:
+        atomic_write_text(folder / "merged" / "README.md", card)
+    atomic_write_json(folder / RESULTS, result.to_dict())
+    atomic_write_json(folder / EXPORT_CONFIG, asdict(cfg))
+
+
+# ---------------------------------------------------------------------------- run
+
+
+def run(cfg: ExportConfig) -> ExportResult:
+    """Export the chosen sub-adapter (and optionally the merged model); return what
+    ``export_results.json`` holds. Nothing is written unless every check passes."""
+    t0 = time.perf_counter()
+    plan = check(cfg)
+    logger.info(
+        "exporting the %s sub-adapter of %s (%d groups) on %s",
+        plan.choice.source,
+        cfg.adapter,
+        len(plan.space.groups),
+        plan.spec,
+    )
+    base = load(cfg, plan)
+    probe = Probe.of(base.model, base.dtype)  # our in-memory sub-adapter
+    ver = probe.verification() if cfg.verify else None
     out = Path(cfg.output_dir)
     with atomic_output(out, "export", overwrite=cfg.overwrite, inputs=export_inputs(cfg)) as tmp:
-        summary = export_peft_adapter(
-            layers,
-            space,
-            config,
-            tmp,
-            base_model=base_path,
-            other_modules=module_names,
-            dropout=saved.config.dropout,
-        )
-        files += summary["files"]
-        if cfg.verify:
-            _verify_peft(
-                model, layers, tmp, ids, ref, tol, saved.config.sparse_adapter, verification
-            )
-        if cfg.merge:
-            merge_stats = merge_adapter(model, cfg.keep_sparsity)
-            if cfg.verify:
-                _verify_merged(model, ids, ref, tol, merge_stats, verification)
-            save_model(model, tok, tmp / "merged")
-            files.append("merged/")
-
-        info = {
-            "name": out.name,
-            "output_dir": str(out),
-            "files": files + ["README.md", EXPORT_RESULTS, EXPORT_CONFIG],
-            "versions": {
-                "shears": shears.__version__,
-                "peft": peft.__version__,
-                "transformers": transformers.__version__,
-                "torch": torch.__version__,
-            },
-            "base_model": {
-                "spec": spec,
-                "path": base_path,
-                "dtype": str(dtype).replace("torch.", ""),
-                "block_linear_sparsity": block_sparsity,
-                "target_sparsity": target_sparsity,
-            },
-            "adapter": {
-                "path": str(cfg.adapter),
-                "alpha": saved.config.alpha,
-                "dropout": saved.config.dropout,
-                "sparse_adapter": saved.config.sparse_adapter,
-            },
-            "search_space": {
-                "r_max": space.r_max,
-                "groups": len(space.groups),
-                "modules": len(space.modules),
-                "targets": list(saved.config.targets),
-                "widths": sorted({w for g in space.groups for w in g.widths}, reverse=True),
-                "grouping": " / ".join("[" + ", ".join(g) + "]" for g in saved.space_config.groups)
-                or "one group per module",
-            },
-            "sub_adapter": {
-                "source": choice.source,
-                "details": choice.details,
-                "config": config,
-                "width_histogram": width_histogram(space, config),
-                "rank_table": rank_table(space, config),
-                "anchored_pattern_keys": summary["anchored_pattern_keys"],
-            },
-            "parameters": parameter_summary(
-                base_counts["parameters"], base_counts["nonzero_parameters"], space, config
-            ),
-            "evaluation": evaluation,
-            "verification": verification if cfg.verify else None,
-            "merge": None,
-        }
-        if merge_stats is not None:
-            info["merge"] = merge_stats.to_dict() | {"summary": merge_stats.summary()}
-        info["time_s"] = round(time.perf_counter() - t0, 2)
-        card = model_card(info)
-        atomic_write_text(tmp / "README.md", card)
-        if cfg.merge:
-            atomic_write_text(tmp / "merged" / "README.md", card)
-        results = {k: v for k, v in info.items()}
-        results["sub_adapter"] = {k: v for k, v in info["sub_adapter"].items() if k != "rank_table"}
-        atomic_write_json(tmp / EXPORT_RESULTS, results)
-        atomic_write_json(tmp / EXPORT_CONFIG, asdict(cfg))
+        summary, stats = _export_model_files(cfg, plan, base, probe, ver, tmp)
+        result = _result(cfg, plan, base, summary, (ver, stats), t0)
+        write_results(tmp, cfg, result)
     logger.info(
         "wrote %s in %.1f s: %.2fx fewer non-zero parameters than dense base + LoRA r_max",
         out,
-        info["time_s"],
-        info["parameters"]["nonzero_ratio_dense_over_shears"],
+        result.time_s,
+        result.parameters["nonzero_ratio_dense_over_shears"],
     )
-    return results
-
-
-def _verify_peft(
-    model: nn.Module,
-    layers: dict[str, ElasticLoRALinear],
-    adapter_dir: Path,
-    ids: torch.Tensor,
-    ref: torch.Tensor,
-    tol: float,
-    mask_aware: bool,
-    verification: dict[str, Any],
-) -> None:
-    peft_logits = stock_peft_logits(model, layers, adapter_dir, ids)
-    diff = _max_diff(peft_logits, ref)
-    verification["stock_peft_max_abs_logit_diff"] = diff
-    if not mask_aware:
-        if diff > tol:
-            raise ShearsError(
-                f"stock PEFT does not reproduce the sub-adapter (max |logit diff| {diff:.3g} > "
-                f"{tol:.3g}); nothing was written"
-            )
-        verification["lines"].append(
-            f"stock PEFT `PeftModel.from_pretrained` reproduces the sub-adapter: max |logit "
-            f"difference| {diff:.3g} on {ids.shape[0]}x{ids.shape[1]} probe tokens"
-        )
-        logger.info("stock PEFT check passed: max |logit diff| %.3g", diff)
-        return
-    # mask-aware: stock PEFT applies the unmasked delta; measure both facts
-    for layer in layers.values():
-        layer.sparse_adapter = False
-    try:
-        unmasked = logits_of(model, ids)
-    finally:
-        for layer in layers.values():
-            layer.sparse_adapter = True
-    diff_unmasked = _max_diff(peft_logits, unmasked)
-    verification["stock_peft_vs_unmasked_max_abs_logit_diff"] = diff_unmasked
-    verification["lines"].append(
-        f"stock PEFT (unmerged) differs from the mask-aware sub-adapter by max |logit diff| "
-        f"{diff:.3g}: it adds the unmasked delta (its logits equal the same adapter without the "
-        f"mask to {diff_unmasked:.3g}); use the merged model"
-    )
-    logger.warning(
-        "mask-aware adapter: stock PEFT cannot apply the mask; loaded unmerged it differs from "
-        "the trained sub-adapter by max |logit diff| %.3g. Use --merge (keeps sparsity).",
-        diff,
-    )
-
-
-def _verify_merged(
-    model: nn.Module,
-    ids: torch.Tensor,
-    ref: torch.Tensor,
-    tol: float,
-    stats: MergeStats,
-    verification: dict[str, Any],
-) -> None:
-    diff = _max_diff(logits_of(model, ids), ref)
-    verification["merged_max_abs_logit_diff"] = diff
-    exact = stats.mask_aware or not stats.keep_sparsity
-    if exact and diff > tol:
-        raise ShearsError(
-            f"the merged model does not reproduce the sub-adapter (max |logit diff| {diff:.3g} > "
-            f"{tol:.3g}); nothing was written"
-        )
-    if exact:
-        verification["lines"].append(
-            f"the merged model reproduces the sub-adapter: max |logit difference| {diff:.3g}"
-        )
-    else:
-        verification["lines"].append(
-            f"the masked merge of an adapter not trained mask-aware changes the logits by max "
-            f"|difference| {diff:.3g} (the delta outside the mask was dropped)"
-        )
+    return result

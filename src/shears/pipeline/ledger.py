@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from shears.artifacts import RUN_LEDGER
 from shears.config import original_names, to_dict
 from shears.utils import atomic_write_json
 
@@ -33,10 +32,10 @@ def stage_digest(cfg: Any, upstream: list[str]) -> str:
 
 
 class Ledger:
-    """``stages.json`` of a run folder: ``{stage: {"digest": str, "done": bool}}``."""
+    """A ledger file (``stages.json`` of a run folder): ``{step: {"digest": str, "done": bool}}``."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / RUN_LEDGER
+    def __init__(self, path: Path) -> None:
+        self.path = path
         try:
             data = json.loads(self.path.read_text()) if self.path.is_file() else {}
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):

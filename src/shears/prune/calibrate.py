@@ -27,7 +27,8 @@ Magnitude pruning reads no data and skips all of this.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ from tqdm.auto import tqdm
 
 from shears.errors import ShearsError
 from shears.models import find_decoder_blocks, in_out_features, weight_out_in
+from shears.prune.config import PruneConfig
 from shears.prune.magnitude import magnitude_mask
 from shears.prune.sparsegpt import HessianStats, sparsegpt_prune
 from shears.prune.wanda import ColumnNormStats, wanda_mask
@@ -103,6 +105,83 @@ def _split_hidden(args: tuple, kwargs: dict) -> tuple[torch.Tensor, BlockCall]:
     raise ShearsError("cannot find the hidden states passed to the first decoder block")
 
 
+class _CallRecorder:
+    """The capture pass's state: block 0's inputs and each block's call, per micro-batch.
+
+    ``pre_hook(i)`` records block ``i``'s call (block 0: also its hidden states) and, at the last
+    block, raises :class:`StopForward`; ``passthrough`` stands in for blocks 1..L-2 with the
+    output structure that the real block 0 returned (``first_forward``).
+    """
+
+    def __init__(self, first_block: nn.Module, n_blocks: int, store: torch.device | None) -> None:
+        self.n_blocks = n_blocks
+        self.store = store
+        self.hidden: list[torch.Tensor] = []
+        self.calls: list[list[BlockCall]] = []
+        self._pool: list[torch.Tensor] = []
+        self._current: dict[int, BlockCall] = {}
+        self._first_out: dict[str, Any] = {}
+        self._original_first = first_block.forward
+
+    def pre_hook(self, idx: int) -> Callable:
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            h, call = _split_hidden(args, kwargs)
+            self._current[idx] = BlockCall(
+                _dedup(call.args, self._pool), _dedup(call.kwargs, self._pool), call.hidden_key
+            )
+            if idx == 0:
+                self.hidden.append(h.detach().to(self.store) if self.store else h.detach())
+            if idx == self.n_blocks - 1:
+                raise StopForward
+
+        return hook
+
+    def passthrough(self, *args: Any, **kwargs: Any) -> Any:
+        h, _ = _split_hidden(args, kwargs)
+        out0 = self._first_out["out"]
+        return (h, *out0[1:]) if isinstance(out0, tuple) else h
+
+    def first_forward(self, *args: Any, **kwargs: Any) -> Any:
+        out = self._original_first(*args, **kwargs)  # real block 0: tells the output structure
+        self._first_out["out"] = out
+        return out
+
+    def record(self, model: nn.Module, input_ids: torch.Tensor) -> None:
+        """One capture forward of the micro-batch ``input_ids`` (batch, seq)."""
+        self._current.clear()
+        try:
+            model(input_ids=input_ids, use_cache=False)
+        except StopForward:
+            pass
+        else:  # pragma: no cover - the last block always raises
+            raise RuntimeError("capture pass did not reach the last decoder block")
+        self.calls.append([self._current[i] for i in range(self.n_blocks)])
+        self._first_out.clear()
+
+
+@contextmanager
+def _capturing(blocks: nn.ModuleList, rec: _CallRecorder) -> Iterator[None]:
+    """Install the recorder's pre-hooks and stand-in forwards on ``blocks``; restore them after."""
+    saved = [blk.__dict__.get("forward") for blk in blocks]
+    handles = [
+        blk.register_forward_pre_hook(rec.pre_hook(i), with_kwargs=True)
+        for i, blk in enumerate(blocks)
+    ]
+    try:
+        if len(blocks) > 1:
+            blocks[0].forward = rec.first_forward
+        for blk in list(blocks)[1:-1]:
+            blk.forward = rec.passthrough
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        for blk, fwd in zip(blocks, saved, strict=True):
+            blk.__dict__.pop("forward", None)
+            if fwd is not None:
+                blk.forward = fwd
+
+
 @torch.no_grad()
 def capture_block_calls(
     model: nn.Module,
@@ -116,67 +195,11 @@ def capture_block_calls(
     Returns ``(hidden, calls)``: ``hidden[k]`` (batch, seq, hidden) on ``store_device`` (default:
     where the model put it) and ``calls[k][i]`` for micro-batch ``k`` and block ``i``.
     """
-    n_blocks = len(blocks)
-    hidden: list[torch.Tensor] = []
-    calls: list[list[BlockCall]] = []
-    pool: list[torch.Tensor] = []
-    current: dict[int, BlockCall] = {}
-    first_out: dict[str, Any] = {}
-
-    def pre_hook(idx: int) -> Callable:
-        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            h, call = _split_hidden(args, kwargs)
-            current[idx] = BlockCall(
-                _dedup(call.args, pool), _dedup(call.kwargs, pool), call.hidden_key
-            )
-            if idx == 0:
-                hidden.append(h.detach().to(store_device) if store_device else h.detach())
-            if idx == n_blocks - 1:
-                raise StopForward
-
-        return hook
-
-    def passthrough(*args: Any, **kwargs: Any) -> Any:
-        h, _ = _split_hidden(args, kwargs)
-        out0 = first_out["out"]
-        return (h, *out0[1:]) if isinstance(out0, tuple) else h
-
-    original_first = blocks[0].forward
-
-    def first_forward(*args: Any, **kwargs: Any) -> Any:
-        out = original_first(*args, **kwargs)  # real block 0: tells the output structure
-        first_out["out"] = out
-        return out
-
-    saved = [blk.__dict__.get("forward") for blk in blocks]
-    handles = [
-        blk.register_forward_pre_hook(pre_hook(i), with_kwargs=True) for i, blk in enumerate(blocks)
-    ]
-    try:
-        if n_blocks > 1:
-            blocks[0].forward = first_forward
-        for blk in list(blocks)[1:-1]:
-            blk.forward = passthrough
-        device = input_ids.device
+    rec = _CallRecorder(blocks[0], len(blocks), store_device)
+    with _capturing(blocks, rec):
         for start in range(0, input_ids.shape[0], batch_size):
-            current.clear()
-            mb = input_ids[start : start + batch_size].to(device)  # (batch, seq)
-            try:
-                model(input_ids=mb, use_cache=False)
-            except StopForward:
-                pass
-            else:  # pragma: no cover - the last block always raises
-                raise RuntimeError("capture pass did not reach the last decoder block")
-            calls.append([current[i] for i in range(n_blocks)])
-            first_out.clear()
-    finally:
-        for h in handles:
-            h.remove()
-        for blk, fwd in zip(blocks, saved, strict=True):
-            blk.__dict__.pop("forward", None)
-            if fwd is not None:
-                blk.forward = fwd
-    return hidden, calls
+            rec.record(model, input_ids[start : start + batch_size].to(input_ids.device))
+    return rec.hidden, rec.calls
 
 
 class InputStatsHooks:
@@ -249,7 +272,9 @@ def prune_layer(
 
 
 class SequentialPruner:
-    """Prunes ``targets`` of ``model`` block by block (see the module docstring).
+    """Prunes ``targets`` of ``model`` block by block (see the module docstring), as ``cfg``
+    says: its method, sparsity and pattern, calibration micro-batch, SparseGPT block size and
+    dampening, and where the activations are kept.
 
     ``targets``: full module name -> linear module (from :func:`shears.models.find_targets`).
     """
@@ -258,25 +283,13 @@ class SequentialPruner:
         self,
         model: nn.Module,
         targets: dict[str, nn.Module],
-        method: str = "wanda",
-        sparsity: float = 0.5,
-        nm: tuple[int, int] | None = None,
-        batch_size: int = 8,
-        blocksize: int = 128,
-        percdamp: float = 0.01,
-        offload_activations: bool = False,
+        cfg: PruneConfig,
         progress: bool = True,
         on_block_stats: Callable[[int, dict[str, Any]], None] | None = None,
     ) -> None:
         self.model = model
         self.targets = targets
-        self.method = method
-        self.sparsity = sparsity
-        self.nm = nm
-        self.batch_size = batch_size
-        self.blocksize = blocksize
-        self.percdamp = percdamp
-        self.offload = offload_activations
+        self.cfg = cfg
         self.progress = progress
         self.on_block_stats = on_block_stats  # called with (block index, stats by name)
         self.prefix, self.blocks = find_decoder_blocks(model)
@@ -286,11 +299,10 @@ class SequentialPruner:
         return {n: m for n, m in self.targets.items() if n.startswith(head)}
 
     def _prune(self, name: str, module: nn.Module, stats: Any) -> None:
-        if stats is None and self.method != "magnitude":
+        if stats is None and self.cfg.method != "magnitude":
             raise ShearsError(f"target {name!r} received no input during calibration")
-        prune_layer(
-            module, self.method, stats, self.sparsity, self.nm, self.blocksize, self.percdamp
-        )
+        c = self.cfg
+        prune_layer(module, c.method, stats, c.sparsity, c.nm, c.blocksize, c.percdamp)
         logger.debug("pruned %s: %.4f zeros", name, weight_stats(module.weight)["sparsity"])
 
     @torch.no_grad()
@@ -303,7 +315,7 @@ class SequentialPruner:
         was_training = self.model.training
         self.model.eval()
         try:
-            if self.method == "magnitude":
+            if self.cfg.method == "magnitude":
                 for block_targets in tqdm(
                     per_block, desc="prune blocks", disable=not self.progress
                 ):
@@ -311,7 +323,7 @@ class SequentialPruner:
                         self._prune(name, mod, None)
             else:
                 if input_ids is None:
-                    raise ValueError(f"method {self.method!r} needs calibration input_ids")
+                    raise ValueError(f"method {self.cfg.method!r} needs calibration input_ids")
                 self._run_sequential(input_ids, per_block)
         finally:
             self.model.train(was_training)
@@ -325,17 +337,17 @@ class SequentialPruner:
         self, input_ids: torch.Tensor, per_block: list[dict[str, nn.Module]]
     ) -> None:
         device = next(self.model.parameters()).device
-        store = torch.device("cpu") if self.offload else None
+        store = torch.device("cpu") if self.cfg.offload_activations else None
         hidden, calls = capture_block_calls(
-            self.model, self.blocks, input_ids.to(device), self.batch_size, store
+            self.model, self.blocks, input_ids.to(device), self.cfg.batch_size, store
         )
         last = max(i for i, t in enumerate(per_block) if t)
-        bar = tqdm(total=last + 1, desc=f"{self.method} blocks", disable=not self.progress)
+        bar = tqdm(total=last + 1, desc=f"{self.cfg.method} blocks", disable=not self.progress)
         for idx in range(last + 1):
             block, block_targets = self.blocks[idx], per_block[idx]
             block_device = next(block.parameters()).device
             if block_targets:
-                hooks = InputStatsHooks(block_targets, lambda m: make_stats(self.method, m))
+                hooks = InputStatsHooks(block_targets, lambda m: make_stats(self.cfg.method, m))
                 try:
                     for k, h in enumerate(hidden):  # dense pass: statistics only
                         call_block(block, h.to(block_device), calls[k][idx])

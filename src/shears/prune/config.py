@@ -9,6 +9,7 @@ from shears.config import field
 from shears.errors import ShearsError
 from shears.inputs import check_name_patterns
 from shears.prune.masks import parse_pattern
+from shears.stage import SeededConfig
 
 METHODS = ("wanda", "magnitude", "sparsegpt")
 _NM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
@@ -16,16 +17,19 @@ DEFAULT_SPARSITY = 0.5
 
 
 @dataclass
-class PruneConfig:
+class PruneConfig(SeededConfig):
     """Stage 1 of Shears: sparsify a causal LM (Wanda by default)."""
 
+    # shared fields (shears.stage), with this stage's defaults and help
     model: str = field(
         "smollm2-135m",
         help="model to prune: a named default (smollm2-135m), a local Hugging Face folder, "
         "a .gguf file or a hub id",
     )
-    gguf_file: str | None = field(None, help="GGUF file name inside the --model folder")
     output_dir: str = field("outputs/pruned", help="folder for the pruned model and its report")
+    device: str = field("auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    seed: int = field(0, help="seed for choosing the calibration windows")
+    gguf_file: str | None = field(None, help="GGUF file name inside the --model folder")
     method: str = field("wanda", help=f"pruning method: {', '.join(METHODS)}")
     sparsity: float | None = field(
         None,
@@ -60,7 +64,6 @@ class PruneConfig:
     seqlen: int = field(
         512, help="tokens per calibration window, at most the model's maximum positions"
     )
-    seed: int = field(0, help="seed for choosing the calibration windows")
     batch_size: int = field(
         8, help="calibration micro-batch (windows per forward pass); bounds activation memory"
     )
@@ -84,8 +87,6 @@ class PruneConfig:
         512, help="window length for --eval-ppl, at most the model's maximum positions"
     )
     ppl_tokens: int = field(16384, help="at most this many held-out tokens for --eval-ppl")
-    dtype: str = field("auto", help="auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16...")
-    device: str = field("auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     trust_remote_code: bool = field(False, help="allow custom model code from the model folder")
     plot: bool = field(True, help="write sparsity_per_layer.png next to the report")
 
@@ -130,6 +131,7 @@ class PruneConfig:
             raise ShearsError("--text-field must not be empty")
         check_name_patterns(self.targets, "--targets")
         check_name_patterns(self.ignore, "--ignore")
+        super().__post_init__()
 
     @property
     def nm(self) -> tuple[int, int] | None:

@@ -2,12 +2,14 @@
 
 Library API:
 
-- :func:`run_search` / :class:`SearchConfig`: the whole ``shears search`` (model + adapter folder
-  in, ``search_results.json`` out).
+- :func:`run_search` (:func:`shears.search.run.run`) / :class:`SearchConfig` ->
+  :class:`SearchResult`: the whole ``shears search`` (model + adapter folder in,
+  ``search_results.json`` out).
 - :class:`CachedEvaluator`: config -> score through any objective, cached by canonical config,
   budgeted, logged to JSONL for resume.
-- :func:`run_algorithm` and the algorithms :func:`hill_climb`, :func:`random_search`,
-  :func:`evolutionary` (plus ``heuristic`` / ``min`` / ``max`` reference points).
+- :func:`run_algorithm` (its settings: :class:`AlgorithmConfig`) and the algorithms
+  :func:`hill_climb`, :func:`random_search`, :func:`evolutionary` (plus ``heuristic`` / ``min`` /
+  ``max`` reference points).
 - Objectives: :class:`AnswerLossObjective` (fast: block-output reuse, answer-position logits,
   first-order screening), :class:`MathAccuracyObjective`, :class:`ChoiceAccuracyObjective`,
   :class:`FunctionObjective`.
@@ -16,7 +18,7 @@ Library API:
 
 from shears.search.algorithms import run_algorithm
 from shears.search.answer_loss import AnswerLossObjective, encode_validation
-from shears.search.config import ALGORITHMS, OBJECTIVES, SearchConfig
+from shears.search.config import ALGORITHMS, OBJECTIVES, AlgorithmConfig, SearchConfig
 from shears.search.evaluator import BudgetExhausted, CachedEvaluator, Evaluation
 from shears.search.evolutionary import evolutionary
 from shears.search.hill_climb import SearchOutcome, hill_climb
@@ -26,12 +28,14 @@ from shears.search.objectives import (
     MathAccuracyObjective,
 )
 from shears.search.random_search import random_search
-from shears.search.run import run_search
+from shears.search.result import SearchResult
+from shears.search.run import run as run_search
 from shears.search.space_ops import config_key, neighbours
 
 __all__ = [
     "ALGORITHMS",
     "OBJECTIVES",
+    "AlgorithmConfig",
     "AnswerLossObjective",
     "BudgetExhausted",
     "CachedEvaluator",
@@ -41,6 +45,7 @@ __all__ = [
     "MathAccuracyObjective",
     "SearchConfig",
     "SearchOutcome",
+    "SearchResult",
     "config_key",
     "encode_validation",
     "evolutionary",

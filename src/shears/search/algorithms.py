@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
+from typing import Any
 
-from shears.adapters.search_space import NAMED_CONFIGS, Config
-from shears.errors import ShearsError
-from shears.search.config import ALGORITHM_ALIASES, ALGORITHMS
+from shears.adapters.search_space import Config
+from shears.search.config import AlgorithmConfig
 from shears.search.evaluator import BudgetExhausted, CachedEvaluator, Evaluation
 from shears.search.evolutionary import evolutionary
 from shears.search.hill_climb import SearchOutcome, hill_climb
@@ -29,36 +30,36 @@ def reference_point(evaluator: CachedEvaluator, config: Config, score: bool) -> 
 
 def run_algorithm(
     evaluator: CachedEvaluator,
-    algorithm: str = "hill-climbing",
+    algorithm: str | AlgorithmConfig = "hill-climbing",
     *,
     start: Config | None = None,
-    max_turns: int = 10,
-    patience: int = 1,
-    screen_top_k: int = 0,
-    population: int = 16,
-    mutation_prob: float | None = None,
-    two_objectives: bool = False,
-    seed: int = 0,
-    score_reference: bool = True,
+    **settings: Any,
 ) -> SearchOutcome:
-    """Run ``algorithm`` with ``evaluator`` (its budget bounds every algorithm)."""
-    algorithm = ALGORITHM_ALIASES.get(algorithm, algorithm)
+    """Run an algorithm with ``evaluator`` (its budget bounds every algorithm).
+
+    ``algorithm``: the settings whole (:class:`AlgorithmConfig`, e.g. ``AlgorithmConfig.of(cfg)``)
+    or an algorithm's name; ``settings``: fields of :class:`AlgorithmConfig` to set or override.
+    ``start``: where hill-climbing starts (default: the heuristic).
+    """
+    if isinstance(algorithm, AlgorithmConfig):
+        cfg = replace(algorithm, **settings)
+    else:
+        cfg = AlgorithmConfig(algorithm, **settings)
     space = evaluator.space
-    if algorithm == "hill-climbing":
-        return hill_climb(space, evaluator, start, max_turns, patience, screen_top_k)
-    if algorithm == "random":
+    if cfg.algorithm == "hill-climbing":
+        return hill_climb(space, evaluator, start, cfg.max_turns, cfg.patience, cfg.screen_top_k)
+    if cfg.algorithm == "random":
         n = evaluator.budget if evaluator.budget is not None else 100
-        return random_search(space, evaluator, n, seed)
-    if algorithm == "evolutionary":
+        return random_search(space, evaluator, n, cfg.seed)
+    if cfg.algorithm == "evolutionary":
         return evolutionary(
             space,
             evaluator,
-            population,
-            max_turns,
-            mutation_prob or None,
-            two_objectives=two_objectives,
-            seed=seed,
+            cfg.population,
+            cfg.max_turns,
+            cfg.mutation_prob or None,
+            two_objectives=cfg.two_objectives,
+            seed=cfg.seed,
         )
-    if algorithm in NAMED_CONFIGS:
-        return reference_point(evaluator, space.named_config(algorithm), score_reference)
-    raise ShearsError(f"algorithm {algorithm!r} is not known; allowed: {', '.join(ALGORITHMS)}")
+    # heuristic / min / max
+    return reference_point(evaluator, space.named_config(cfg.algorithm), cfg.score_best)

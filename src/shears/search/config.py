@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, fields
 
 from shears.adapters.search_space import NAMED_CONFIGS
 from shears.config import field
 from shears.data.prompts import PROMPT_STYLES
 from shears.errors import ShearsError
+from shears.stage import ResumableConfig, SeededConfig
 
 ALGORITHMS = ("heuristic", "hill-climbing", "random", "evolutionary", "min", "max")
 ALGORITHM_ALIASES = {
@@ -21,14 +21,49 @@ ALGORITHM_ALIASES = {
     **{alias: name for alias, name in NAMED_CONFIGS.items() if alias != name},
 }
 OBJECTIVES = ("loss", "math", "choice")
+# the fields every validation example must have for each objective
+OBJECTIVE_FIELDS = {"loss": ("output",), "math": ("answer",), "choice": ("choices",)}
 CHOICE_METRICS = ("acc", "acc_norm", "acc_bytes")
 
 
+def algorithm_name(name: str) -> str:
+    """The algorithm ``name`` (or an alias of it) names; a ShearsError for an unknown one."""
+    name = ALGORITHM_ALIASES.get(name, name)
+    if name not in ALGORITHMS:
+        raise ShearsError(f"algorithm {name!r} is not known; allowed: {', '.join(ALGORITHMS)}")
+    return name
+
+
 @dataclass
-class SearchConfig:
+class AlgorithmConfig:
+    """How the search walks: the part of :class:`SearchConfig` that
+    :func:`~shears.search.algorithms.run_algorithm` reads (:meth:`of` takes it whole). The
+    defaults are the library's: no screening; ``mutation_prob`` 0 means 1 / number of groups."""
+
+    algorithm: str = "hill-climbing"
+    max_turns: int = 10
+    patience: int = 1
+    screen_top_k: int = 0
+    population: int = 16
+    mutation_prob: float = 0.0
+    two_objectives: bool = False
+    seed: int = 0
+    score_best: bool = True
+
+    def __post_init__(self) -> None:
+        self.algorithm = algorithm_name(self.algorithm)
+
+    @classmethod
+    def of(cls, cfg: SearchConfig) -> AlgorithmConfig:
+        """The algorithm settings of ``cfg`` (the fields of the same names)."""
+        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
+
+
+@dataclass
+class SearchConfig(ResumableConfig, SeededConfig):
     """Sub-adapter search over a trained super-adapter (Shears stage 3)."""
 
-    adapter: str = field("", help="super-adapter folder: the output of `shears train`")
+    # shared fields (shears.stage), with this stage's defaults and help
     model: str | None = field(
         None,
         help="base model the adapter was trained on; default: `model` of the adapter's "
@@ -37,6 +72,16 @@ class SearchConfig:
     output_dir: str = field(
         "runs/search", help="folder for search_results.json, the log and the plots"
     )
+    dtype: str = field("auto", help="model dtype (auto: bf16 on GPU, fp32 on CPU)")
+    device: str = field("auto", help="auto | cpu | cuda | cuda:N")
+    overwrite: bool = field(False, help="replace the results of an earlier search in output_dir")
+    resume: bool = field(
+        False,
+        help="continue a killed search from output_dir/search_log.jsonl without re-evaluating "
+        "what it logged (same settings required)",
+    )
+    seed: int = field(0, help="seed of random and evolutionary search")
+    adapter: str = field("", help="super-adapter folder: the output of `shears train`")
     algorithm: str = field(
         "hill-climbing",
         help=f"{' | '.join(ALGORITHMS)}; heuristic/min/max are reference points (no search)",
@@ -79,7 +124,6 @@ class SearchConfig:
         False,
         help="evolutionary: NSGA-II on (objective, adapter parameters) instead of the objective alone",
     )
-    seed: int = field(0, help="seed of random and evolutionary search")
     space: str | None = field(
         None,
         help="search space JSON (groups and widths) to search instead of the adapter's own; "
@@ -117,21 +161,9 @@ class SearchConfig:
         True, help="evaluate the chosen configuration when the algorithm did not (heuristic)"
     )
     plots: bool = field(True, help="write search_progress.png and search_ranks.png")
-    dtype: str = field("auto", help="model dtype (auto: bf16 on GPU, fp32 on CPU)")
-    device: str = field("auto", help="auto | cpu | cuda | cuda:N")
-    overwrite: bool = field(False, help="replace the results of an earlier search in output_dir")
-    resume: bool = field(
-        False,
-        help="continue a killed search from output_dir/search_log.jsonl without re-evaluating "
-        "what it logged (same settings required)",
-    )
 
     def __post_init__(self) -> None:
-        self.algorithm = ALGORITHM_ALIASES.get(self.algorithm, self.algorithm)
-        if self.algorithm not in ALGORITHMS:
-            raise ShearsError(
-                f"algorithm {self.algorithm!r} is not known; allowed: {', '.join(ALGORITHMS)}"
-            )
+        self.algorithm = algorithm_name(self.algorithm)
         if self.objective not in OBJECTIVES:
             raise ShearsError(
                 f"objective {self.objective!r} is not known; allowed: {', '.join(OBJECTIVES)}"
@@ -166,13 +198,8 @@ class SearchConfig:
             raise ShearsError(
                 f"choice_metric {self.choice_metric!r} is not known; allowed: {', '.join(CHOICE_METRICS)}"
             )
-        if self.overwrite and self.resume:
-            raise ShearsError("--overwrite and --resume exclude each other; choose one")
         if not self.adapter:
             raise ShearsError("adapter is empty; give the super-adapter folder of `shears train`")
         if not self.output_dir:
             raise ShearsError("output_dir is empty")
-
-    @property
-    def output_path(self) -> Path:
-        return Path(self.output_dir)
+        super().__post_init__()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 
 from shears.adapters.search_space import Config, SearchSpace
 from shears.search.evaluator import BudgetExhausted, CachedEvaluator
@@ -91,6 +92,63 @@ def _crossover(space: SearchSpace, a: Config, b: Config, rng: random.Random) -> 
     return {g.name: (a if rng.random() < 0.5 else b)[g.name] for g in space.groups}
 
 
+class _Evolution:
+    """The state of one run: population, its points (objective values), every config seen."""
+
+    def __init__(
+        self, space: SearchSpace, evaluator: CachedEvaluator, seed: int, two_objectives: bool
+    ) -> None:
+        self.space = space
+        self.evaluator = evaluator
+        self.rng = random.Random(seed)
+        self.two_objectives = two_objectives
+        self.pop: list[Config] = []
+        self.pts: list[Point] = []
+        self.seen: set[str] = set()
+
+    def point(self, c: Config) -> Point:
+        cost = self.evaluator.cost_of(c)
+        return (cost, float(self.space.adapter_parameters(c))) if self.two_objectives else (cost,)
+
+    def keys(self, pts: list[Point]) -> list[tuple[float, float]]:
+        """Sort keys, best first: (front, -crowding) with two objectives, else (cost, 0)."""
+        return rank_population(pts) if self.two_objectives else [(p[0], 0.0) for p in pts]
+
+    def fill(self, n: int, make: Callable[[], Config]) -> tuple[list[Config], list[Point]]:
+        """Up to ``n`` configs from ``make()`` not seen before, evaluated (100 tries per place)."""
+        new: list[Config] = []
+        pts: list[Point] = []
+        tries = 0
+        while len(new) < n and tries < 100 * n:
+            tries += 1
+            c = make()
+            k = self.evaluator.key(c)
+            if k in self.seen:
+                continue
+            self.seen.add(k)
+            pts.append(self.point(c))
+            new.append(c)
+        return new, pts
+
+    def tournament(self, key: list[tuple[float, float]]) -> Config:
+        i, j = self.rng.randrange(len(self.pop)), self.rng.randrange(len(self.pop))
+        return self.pop[i] if key[i] <= key[j] else self.pop[j]
+
+    def child(self, key: list[tuple[float, float]], crossover_prob: float, p_mut: float) -> Config:
+        """Binary-tournament parent(s), uniform crossover (with ``crossover_prob``), mutation."""
+        a = self.tournament(key)
+        if self.rng.random() < crossover_prob:
+            a = _crossover(self.space, a, self.tournament(key), self.rng)
+        return _mutate(self.space, a, self.rng, p_mut)
+
+    def select(self, children: list[Config], child_pts: list[Point], k: int) -> None:
+        """Keep the best ``k`` of parents and children."""
+        pop, pts = self.pop + children, self.pts + child_pts
+        key = self.keys(pts)
+        order = sorted(range(len(pop)), key=lambda i: key[i])[:k]
+        self.pop, self.pts = [pop[i] for i in order], [pts[i] for i in order]
+
+
 def evolutionary(
     space: SearchSpace,
     evaluator: CachedEvaluator,
@@ -106,66 +164,28 @@ def evolutionary(
     The first population holds the heuristic, maximal and minimal configs plus random ones.
     ``mutation_prob`` per group defaults to 1 / number of groups.
     """
-    rng = random.Random(seed)
+    evo = _Evolution(space, evaluator, seed, two_objectives)
     p_mut = mutation_prob if mutation_prob is not None else 1.0 / len(space.groups)
-
-    def point(c: Config) -> Point:
-        cost = evaluator.cost_of(c)
-        return (cost, float(space.adapter_parameters(c))) if two_objectives else (cost,)
-
-    def select(pop: list[Config], pts: list[Point], k: int) -> tuple[list[Config], list[Point]]:
-        key = rank_population(pts) if two_objectives else [(p[0], 0.0) for p in pts]
-        order = sorted(range(len(pop)), key=lambda i: key[i])[:k]
-        return [pop[i] for i in order], [pts[i] for i in order]
-
-    pop: list[Config] = []
-    pts: list[Point] = []
     history: list[dict] = []
     stop = "generations"
     try:
         seeds = [space.heuristic(), space.maximal(), space.minimal()]
-        seen: set[str] = set()
-        tries = 0
-        while len(pop) < population and tries < 100 * population:
-            tries += 1
-            c = seeds.pop(0) if seeds else random_config(space, rng)
-            k = evaluator.key(c)
-            if k in seen:
-                continue
-            seen.add(k)
-            pts.append(point(c))
-            pop.append(c)
+        evo.pop, evo.pts = evo.fill(
+            population, lambda: seeds.pop(0) if seeds else random_config(space, evo.rng)
+        )
         for gen in range(1, generations + 1):
-            key = rank_population(pts) if two_objectives else [(p[0], 0.0) for p in pts]
-
-            def tournament(key=key, pop=pop) -> Config:
-                i, j = rng.randrange(len(pop)), rng.randrange(len(pop))
-                return pop[i] if key[i] <= key[j] else pop[j]
-
-            children: list[Config] = []
-            child_pts: list[Point] = []
-            tries = 0
-            while len(children) < population and tries < 100 * population:
-                tries += 1
-                a = tournament()
-                child = (
-                    _crossover(space, a, tournament(), rng) if rng.random() < crossover_prob else a
-                )
-                child = _mutate(space, child, rng, p_mut)
-                k = evaluator.key(child)
-                if k in seen:
-                    continue
-                seen.add(k)
-                child_pts.append(point(child))
-                children.append(child)
+            key = evo.keys(evo.pts)
+            children, child_pts = evo.fill(
+                population, lambda key=key: evo.child(key, crossover_prob, p_mut)
+            )
             if not children:
                 stop = "no new children"
                 break
-            pop, pts = select(pop + children, pts + child_pts, population)
+            evo.select(children, child_pts, population)
             history.append(
                 {
                     "generation": gen,
-                    "best_cost": min(p[0] for p in pts),
+                    "best_cost": min(p[0] for p in evo.pts),
                     "evaluations": evaluator.n_evaluations,
                 }
             )

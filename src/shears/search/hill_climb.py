@@ -32,6 +32,41 @@ class SearchOutcome:
     extra: dict = field(default_factory=dict)
 
 
+def screen(
+    space: SearchSpace,
+    evaluator: CachedEvaluator,
+    current: Config,
+    cands: list[Config],
+    top_k: int,
+) -> tuple[list[Config], int | None]:
+    """``cands`` cut to the ``top_k`` best estimated new ones plus those already evaluated, and
+    how many new ones were screened (``None``: no screening, ``cands`` unchanged)."""
+    if top_k <= 0:
+        return cands, None
+    fresh = [c for c in cands if not evaluator.is_known(c)]
+    est = evaluator.estimate(current, fresh) if len(fresh) > top_k else None
+    if est is None:
+        return cands, None
+    order = sorted(range(len(fresh)), key=lambda i: est[i])
+    keep = {config_key(space, fresh[i]) for i in order[:top_k]}
+    cands = [c for c in cands if evaluator.is_known(c) or config_key(space, c) in keep]
+    return cands, len(fresh)
+
+
+def score_all(
+    evaluator: CachedEvaluator, cands: list[Config]
+) -> tuple[list[tuple[float, Config]], bool]:
+    """``(cost, config)`` of each of ``cands`` in order, until the budget runs out (then
+    ``True``)."""
+    scored: list[tuple[float, Config]] = []
+    for c in cands:
+        try:
+            scored.append((evaluator.cost_of(c), c))
+        except BudgetExhausted:
+            return scored, True
+    return scored, False
+
+
 def hill_climb(
     space: SearchSpace,
     evaluator: CachedEvaluator,
@@ -49,37 +84,19 @@ def hill_climb(
     except BudgetExhausted:
         return SearchOutcome(evaluator.best(), "budget", trajectory)
     trajectory.append({"turn": 0, "config_key": config_key(space, current), "cost": cur_cost})
-    best_cost = cur_cost
-    stale = 0
-    stop = "turns"
+    best_cost, stale, stop = cur_cost, 0, "turns"
     for turn in range(1, max_turns + 1):
         evaluator.set_anchor(current)
         cands = [c for _, _, c in neighbours(space, current) if config_key(space, c) not in visited]
         if not cands:
             stop = "no unvisited neighbour"
             break
-        n_screened = None
-        if screen_top_k > 0:
-            fresh = [c for c in cands if not evaluator.is_known(c)]
-            est = evaluator.estimate(current, fresh) if len(fresh) > screen_top_k else None
-            if est is not None:
-                order = sorted(range(len(fresh)), key=lambda i: est[i])
-                keep = {config_key(space, fresh[i]) for i in order[:screen_top_k]}
-                cands = [c for c in cands if evaluator.is_known(c) or config_key(space, c) in keep]
-                n_screened = len(fresh)
-        scored: list[tuple[float, Config]] = []
-        out_of_budget = False
-        for c in cands:
-            try:
-                scored.append((evaluator.cost_of(c), c))
-            except BudgetExhausted:
-                out_of_budget = True
-                break
+        cands, n_screened = screen(space, evaluator, current, cands, screen_top_k)
+        scored, out_of_budget = score_all(evaluator, cands)
         if not scored:
             stop = "budget"
             break
-        move_cost, move = min(scored, key=lambda t: t[0])  # first on ties
-        current = move
+        move_cost, current = min(scored, key=lambda t: t[0])  # first on ties
         visited.add(config_key(space, current))
         trajectory.append(
             {
@@ -99,10 +116,7 @@ def hill_climb(
             len(scored),
             evaluator.n_evaluations,
         )
-        if move_cost < best_cost:
-            best_cost, stale = move_cost, 0
-        else:
-            stale += 1
+        best_cost, stale = (move_cost, 0) if move_cost < best_cost else (best_cost, stale + 1)
         if out_of_budget:
             stop = "budget"
             break

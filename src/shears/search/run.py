@@ -1,4 +1,5 @@
-"""``run_search``: load a model and its super-adapter, search, write results, log and plots.
+"""The search stage, ``run(cfg)`` (``shears.search.run_search``): check the inputs, load the model
+with its super-adapter, search, write results, log and plots.
 
 Output folder: ``search_results.json`` (algorithm, objective, budget, every evaluated config with
 its score and adapter size, ``best`` = {config, score, adapter_parameters}, time),
@@ -11,13 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shears.adapters.search_space import SearchSpace
+from torch import nn
+
+from shears.adapters.search_space import Config, SearchSpace
 from shears.adapters.select import SEARCH_START, resolve_sub_adapter
 from shears.artifacts import (
     SEARCH_LOG,
@@ -26,7 +29,7 @@ from shears.artifacts import (
     SEARCH_RESULTS,
     read_train_settings,
 )
-from shears.config import absolute_spec, to_dict
+from shears.config import absolute_spec
 from shears.context import check_search_context
 from shears.errors import ShearsError
 from shears.models import max_positions
@@ -40,17 +43,17 @@ from shears.outputs import (
     write_marker,
 )
 from shears.search.algorithms import run_algorithm
-from shears.search.config import SearchConfig
-from shears.search.evaluator import CachedEvaluator
-from shears.search.hill_climb import SearchOutcome
-from shears.utils import atomic_write_json, peak_memory
+from shears.search.config import OBJECTIVE_FIELDS, AlgorithmConfig, SearchConfig
+from shears.search.evaluator import CachedEvaluator, Objective
+from shears.search.result import SearchResult, SearchSetup
+from shears.utils import peak_memory
 
 logger = logging.getLogger(__name__)
 
 OUR_FILES = (SEARCH_RESULTS, SEARCH_LOG, SEARCH_PLOT, SEARCH_RANKS_PLOT)
 
 
-# ---------------------------------------------------------------------------- checks
+# ---------------------------------------------------------------------------- check
 
 
 def check_space_fits(space: SearchSpace, adapter_space: SearchSpace, where: str = "") -> None:
@@ -112,56 +115,59 @@ def space_digest(space: SearchSpace) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-# ---------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class SearchPlan:
+    """What the checks resolve before any weights load."""
+
+    model: str  # the base model's spec: as given, else the adapter's or the training's
+    space: SearchSpace
+    start: Config
+    settings: dict[str, Any]  # the validation data settings (:mod:`shears.search.data`)
+    examples: list[dict]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The data settings as recorded in the results and the resume fingerprint."""
+        return {k: v for k, v in self.settings.items() if k != "from_training"}
 
 
-def build_results(
-    cfg: SearchConfig | None,
-    evaluator: CachedEvaluator,
-    outcome: SearchOutcome,
-    elapsed: float,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The ``search_results.json`` payload (pure; no I/O)."""
-    space = evaluator.space
-    best = outcome.best
-    history = [e.to_dict() for e in evaluator.history]
-    return {
-        "algorithm": cfg.algorithm if cfg else None,
-        "objective": evaluator.objective.name,
-        "maximize": evaluator.maximize,
-        "budget": evaluator.budget,
-        "evaluations": evaluator.n_evaluations,
-        "objective_calls": evaluator.objective_calls,
-        "resumed_evaluations": sum(e.resumed for e in evaluator.history),
-        "stop_reason": outcome.stop_reason,
-        "time_s": round(elapsed, 2),
-        "best": None
-        if best is None
-        else {
-            "config": best.config,
-            "score": None if math.isnan(best.score) else best.score,
-            "adapter_parameters": best.adapter_parameters,
-            "index": best.index,
-        },
-        "space": {
-            "groups": len(space.groups),
-            "r_max": space.r_max,
-            "max_adapter_parameters": space.adapter_parameters(space.maximal()),
-            "min_adapter_parameters": space.adapter_parameters(space.minimal()),
-        },
-        "trajectory": outcome.trajectory,
-        **outcome.extra,
-        "history": history,
-        **(extra or {}),
-        "settings": to_dict(cfg) if cfg else None,
-    }
+def check(cfg: SearchConfig) -> SearchPlan:
+    """Every check that needs no weights, the cheap ones first; then the validation examples."""
+    from shears.adapters.io import SuperAdapter, warn_if_other_base
+    from shears.search.data import load_validation_examples, resolve_data_settings
+
+    if not Path(cfg.adapter).is_dir():
+        raise ShearsError(f"adapter folder {cfg.adapter!r} does not exist")
+    saved = SuperAdapter.read(cfg.adapter)
+    adapter_space = saved.space
+    warn_if_other_base(cfg.adapter, cfg.model, "searched")
+    space = SearchSpace.load(cfg.space, "--space file") if cfg.space else adapter_space
+    if cfg.space:
+        check_space_fits(space, adapter_space, f" {cfg.space!r}")
+    start = resolve_sub_adapter(cfg.start, space, SEARCH_START).config
+    check_output(  # the output folder first: a refusal costs nothing (prepare_output claims it)
+        cfg.output_dir,
+        "search",
+        overwrite=cfg.overwrite,
+        resume=cfg.resume,
+        inputs=search_inputs(cfg),
+    )
+    train = read_train_settings(cfg.adapter)
+    settings = resolve_data_settings(cfg, train)
+    model_spec = cfg.model or saved.base_spec or train.path("model") or "smollm2-135m"
+    check_search_context(cfg, settings, max_positions(model_spec))  # before reading the data
+    examples = load_validation_examples(settings, OBJECTIVE_FIELDS[cfg.objective])
+    return SearchPlan(model_spec, space, start, settings, examples)
 
 
-# ---------------------------------------------------------------------------- run
+# ---------------------------------------------------------------------------- load
 
 
-def build_objective(cfg: SearchConfig, model, tokenizer, layers, space, settings, examples):
+def build_objective(
+    cfg: SearchConfig, plan: SearchPlan, model: nn.Module, tokenizer: Any, layers: dict
+) -> Objective:
+    """The objective ``cfg.objective`` on the plan's validation examples."""
+    space, settings, examples = plan.space, plan.settings, plan.examples
     if cfg.objective == "loss":
         from shears.search.answer_loss import AnswerLossObjective, encode_validation
 
@@ -198,73 +204,71 @@ def build_objective(cfg: SearchConfig, model, tokenizer, layers, space, settings
     )
 
 
-def run_search(cfg: SearchConfig) -> dict[str, Any]:
-    """Search the super-adapter ``cfg.adapter`` for a sub-adapter; returns the results dict
-    (also written to ``<output_dir>/search_results.json``). Bad input fails before the model
-    loads."""
-    from shears.adapters.io import SuperAdapter, warn_if_other_base
-    from shears.search.data import load_validation_examples, resolve_data_settings
-
-    t0 = time.perf_counter()
-    if not Path(cfg.adapter).is_dir():
-        raise ShearsError(f"adapter folder {cfg.adapter!r} does not exist")
-    saved = SuperAdapter.read(cfg.adapter)
-    adapter_space = saved.space
-    warn_if_other_base(cfg.adapter, cfg.model, "searched")
-    space = SearchSpace.load(cfg.space, "--space file") if cfg.space else adapter_space
-    if cfg.space:
-        check_space_fits(space, adapter_space, f" {cfg.space!r}")
-    start = resolve_sub_adapter(cfg.start, space, SEARCH_START).config
-    check_output(  # the output folder first: a refusal costs nothing (prepare_output claims it)
-        cfg.output_dir,
-        "search",
-        overwrite=cfg.overwrite,
-        resume=cfg.resume,
-        inputs=search_inputs(cfg),
-    )
-    train = read_train_settings(cfg.adapter)
-    settings = resolve_data_settings(cfg, train)
-    model_spec = cfg.model or saved.base_spec or train.path("model") or "smollm2-135m"
-    check_search_context(cfg, settings, max_positions(model_spec))  # before reading the data
-    need = {"loss": ("output",), "math": ("answer",), "choice": ("choices",)}[cfg.objective]
-    examples = load_validation_examples(settings, need)
-    new_folder = not cfg.output_path.exists()
-    out, work = prepare_output(cfg)
-    try:
-        results = _search(cfg, model_spec, space, start, settings, examples, work, t0)
-    except BaseException:
-        if work != out:
-            shutil.rmtree(work, ignore_errors=True)
-        elif new_folder and not (out / SEARCH_LOG).is_file():
-            remove_own(out, "search")  # failed before its first evaluation: nothing to keep
-        raise
-    finish_output(out, work)
-    logger.info("wrote %s", out / SEARCH_RESULTS)
-    return results
-
-
-def _search(cfg, model_spec, space, start, settings, examples, out: Path, t0: float) -> dict:
-    """Load the model and adapter, run the algorithm, write results, log and plots into ``out``."""
+def load(cfg: SearchConfig, plan: SearchPlan) -> Objective:
+    """Load the model with the super-adapter (eval mode, no dropout); return the objective."""
     from shears.adapters.io import SuperAdapter
     from shears.models import load_model
 
-    model, tok = load_model(model_spec, cfg.dtype, cfg.device)
-    check_search_context(cfg, settings, max_positions(model))  # GGUF / hub models: known now
+    model, tok = load_model(plan.model, cfg.dtype, cfg.device)
+    check_search_context(cfg, plan.settings, max_positions(model))  # GGUF / hub models: now
     layers = SuperAdapter.load(model, cfg.adapter, dropout=0.0).layers
     model.eval()
-    objective = build_objective(cfg, model, tok, layers, space, settings, examples)
-    fingerprint = {
+    return build_objective(cfg, plan, model, tok, layers)
+
+
+# ---------------------------------------------------------------------------- search and write
+
+
+def fingerprint(cfg: SearchConfig, plan: SearchPlan, objective: Objective) -> dict[str, Any]:
+    """What a resumed search must share with the logged one (paths made absolute)."""
+    return {
         "adapter": str(Path(cfg.adapter).resolve()),
-        "model": absolute_spec(model_spec),
+        "model": absolute_spec(plan.model),
         "objective": objective.name,
-        "space": space_digest(space),
+        "space": space_digest(plan.space),
         "dtype": cfg.dtype,
-        **{k: v for k, v in settings.items() if k != "from_training"},
+        **plan.data,
         "batch_size": cfg.batch_size if cfg.objective != "loss" else None,
         "max_new_tokens": cfg.max_new_tokens if cfg.objective == "math" else None,
     }
+
+
+def setup(cfg: SearchConfig, plan: SearchPlan) -> SearchSetup:
+    """Where the search ran, for its results: the paths as given and made absolute, the data."""
+    resolved = {
+        "model": absolute_spec(plan.model),
+        "adapter": absolute_spec(cfg.adapter, local=True),
+        "output_dir": absolute_spec(cfg.output_dir, local=True),
+    }
+    return SearchSetup(plan.model, cfg.adapter, plan.data, resolved, len(plan.examples))
+
+
+def write_results(result: SearchResult, cfg: SearchConfig, space: SearchSpace, out: Path) -> None:
+    """``search_results.json`` and (unless ``cfg.plots`` is off) the two plots, into ``out``."""
+    result.write(out)
+    if not cfg.plots:
+        return
+    from shears.search.plots import plot_progress, plot_ranks
+
+    history = [e.to_dict() for e in result.history]
+    plot_progress(history, result.objective, result.maximize, out / SEARCH_PLOT)
+    if result.best:
+        widths = {g.name: g.widths for g in space.groups}
+        plot_ranks(result.best.config, widths, out / SEARCH_RANKS_PLOT)
+
+
+def _search(cfg: SearchConfig, plan: SearchPlan, out: Path, t0: float) -> SearchResult:
+    """Load the model and adapter, run the algorithm, write results, log and plots into ``out``."""
+    objective = load(cfg, plan)
+    log = out / SEARCH_LOG
+    space = plan.space
     evaluator = CachedEvaluator(
-        space, objective, cfg.budget, out / SEARCH_LOG, resume=cfg.resume, fingerprint=fingerprint
+        space,
+        objective,
+        cfg.budget,
+        log,
+        resume=cfg.resume,
+        fingerprint=fingerprint(cfg, plan, objective),
     )
     logger.info(
         "searching %d groups (%s) with %s on %s, budget %d",
@@ -274,57 +278,38 @@ def _search(cfg, model_spec, space, start, settings, examples, out: Path, t0: fl
         objective.name,
         cfg.budget,
     )
-    outcome = run_algorithm(
-        evaluator,
-        cfg.algorithm,
-        start=start,
-        max_turns=cfg.max_turns,
-        patience=cfg.patience,
-        screen_top_k=cfg.screen_top_k,
-        population=cfg.population,
-        mutation_prob=cfg.mutation_prob,
-        two_objectives=cfg.two_objectives,
-        seed=cfg.seed,
-        score_reference=cfg.score_best,
-    )
-    extra: dict[str, Any] = {
-        "model": model_spec,
-        "adapter": cfg.adapter,
-        "data": {k: v for k, v in settings.items() if k != "from_training"},
-        "resolved": {  # the paths above (as given) made absolute
-            "model": absolute_spec(model_spec),
-            "adapter": absolute_spec(cfg.adapter, local=True),
-            "output_dir": absolute_spec(cfg.output_dir, local=True),
-        },
-        "validation_examples": len(examples),
-        **peak_memory(),
-    }
-    if hasattr(objective, "blocks_run"):
-        n = max(1, getattr(objective, "n_blocks", 1))
-        extra["compute"] = {
-            "decoder_blocks_run": objective.blocks_run,
-            "full_forward_equivalents": round(objective.blocks_run / n, 2),
-            "objective_calls": objective.calls,
-        }
-    results = build_results(cfg, evaluator, outcome, time.perf_counter() - t0, extra)
-    atomic_write_json(out / SEARCH_RESULTS, results)
-    if cfg.plots:
-        from shears.search.plots import plot_progress, plot_ranks
-
-        plot_progress(results["history"], objective.name, evaluator.maximize, out / SEARCH_PLOT)
-        if results["best"]:
-            plot_ranks(
-                results["best"]["config"],
-                {g.name: g.widths for g in space.groups},
-                out / SEARCH_RANKS_PLOT,
-            )
+    outcome = run_algorithm(evaluator, AlgorithmConfig.of(cfg), start=plan.start)
+    elapsed = time.perf_counter() - t0
+    result = SearchResult.build(cfg, evaluator, outcome, elapsed, setup(cfg, plan), peak_memory())
+    write_results(result, cfg, space, out)
+    best = result.best
     logger.info(
         "best %s=%s with %d adapter parameters after %d evaluations (%s); wrote %s",
         objective.name,
-        results["best"]["score"] if results["best"] else None,
-        results["best"]["adapter_parameters"] if results["best"] else 0,
+        best.score if best else None,
+        best.adapter_parameters if best else 0,
         evaluator.n_evaluations,
         outcome.stop_reason,
         cfg.output_dir,
     )
-    return results
+    return result
+
+
+def run(cfg: SearchConfig) -> SearchResult:
+    """Search the super-adapter ``cfg.adapter`` for a sub-adapter; return the results (also
+    written to ``<output_dir>/search_results.json``). Bad input fails before the model loads."""
+    t0 = time.perf_counter()
+    plan = check(cfg)
+    new_folder = not cfg.output_path.exists()
+    out, work = prepare_output(cfg)
+    try:
+        result = _search(cfg, plan, work, t0)
+    except BaseException:
+        if work != out:
+            shutil.rmtree(work, ignore_errors=True)
+        elif new_folder and not (out / SEARCH_LOG).is_file():
+            remove_own(out, "search")  # failed before its first evaluation: nothing to keep
+        raise
+    finish_output(out, work)
+    logger.info("wrote %s", out / SEARCH_RESULTS)
+    return result

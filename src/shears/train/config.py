@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 from shears.adapters.config import ElasticLoraConfig, SpaceConfig, fit_r_max, split_sections
 from shears.config import field
 from shears.data.prompts import PROMPT_STYLES
 from shears.errors import ShearsError
+from shears.stage import ResumableConfig, SeededConfig
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
@@ -17,9 +17,10 @@ EXAMPLE_KEYS = ("instruction", "input", "output", "answer")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(ResumableConfig, SeededConfig):
     """NLS training of an elastic LoRA super-adapter (Shears stage 2)."""
 
+    # shared fields (shears.stage), with this stage's defaults and help
     model: str = field(
         "smollm2-135m",
         help="model to adapt: a `shears prune` output folder, any HF model folder, a .gguf file, "
@@ -27,6 +28,16 @@ class TrainConfig:
     )
     output_dir: str = field(
         "runs/train", help="folder for the super-adapter, configs, results and checkpoints"
+    )
+    dtype: str = field("auto", help="dtype to load the base model in (auto: bf16 on GPU, fp32 CPU)")
+    device: str = field("auto", help="auto | cpu | cuda (distributed runs use their local GPU)")
+    seed: int = field(
+        0, help="seed for adapter init, data order, dropout and the sub-adapter sampled per step"
+    )
+    resume: bool = field(
+        False,
+        help="continue from the last complete checkpoint in output_dir (a damaged one is skipped "
+        "with a warning; start fresh when there is none; a finished run is left as it is)",
     )
     data: str = field(
         "gym:gsm_symbolic",
@@ -74,9 +85,6 @@ class TrainConfig:
     lr_scheduler: str = field("cosine", help=f"schedule: {' | '.join(SCHEDULERS)}")
     weight_decay: float = field(0.0, help="AdamW weight decay")
     max_grad_norm: float = field(1.0, help="gradient clipping norm; 0 = no clipping")
-    seed: int = field(
-        0, help="seed for adapter init, data order, dropout and the sub-adapter sampled per step"
-    )
     gradient_checkpointing: bool = field(
         False, help="recompute activations in backward (less memory, roughly a third slower)"
     )
@@ -84,8 +92,6 @@ class TrainConfig:
         "auto",
         help=f"{' | '.join(PRECISIONS)}; auto = bf16 (or fp16) mixed precision on GPU, fp32 on CPU",
     )
-    dtype: str = field("auto", help="dtype to load the base model in (auto: bf16 on GPU, fp32 CPU)")
-    device: str = field("auto", help="auto | cpu | cuda (distributed runs use their local GPU)")
     save_steps: int = field(50, help="write a resumable checkpoint every N optimizer steps")
     save_total_limit: int = field(2, help="keep at most this many checkpoints")
     logging_steps: int = field(1, help="log the loss every N optimizer steps")
@@ -97,12 +103,6 @@ class TrainConfig:
     space: SpaceConfig = dataclasses.field(
         default_factory=SpaceConfig,
         metadata={"help": "its search space: groups of modules sharing one rank, their widths"},
-    )
-    overwrite: bool = field(False, help="replace an existing output folder")
-    resume: bool = field(
-        False,
-        help="continue from the last complete checkpoint in output_dir (a damaged one is skipped "
-        "with a warning; start fresh when there is none; a finished run is left as it is)",
     )
 
     def __post_init__(self) -> None:
@@ -155,12 +155,7 @@ class TrainConfig:
             raise ShearsError(
                 f"data_fields key {bad[0]!r} is not known; allowed: {', '.join(EXAMPLE_KEYS)}"
             )
-        if self.overwrite and self.resume:
-            raise ShearsError("--overwrite and --resume exclude each other; choose one")
-
-    @property
-    def output_path(self) -> Path:
-        return Path(self.output_dir)
+        super().__post_init__()
 
     @staticmethod
     def upgrade_layout(data: dict, prefix: str = "") -> dict:

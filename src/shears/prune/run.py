@@ -1,4 +1,6 @@
-"""Library entry points: :func:`prune_model` (in memory) and :func:`run_prune` (load, prune, save)."""
+"""The prune stage: :func:`run` (check, load, prune, save; ``shears.prune.run_prune``) and
+:func:`prune_model` (a model in memory), each returning a
+:class:`~shears.prune.result.PruneResult` (what ``prune_report.json`` holds)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -29,10 +30,13 @@ from shears.outputs import atomic_output, check_output
 from shears.prune.calibrate import SequentialPruner
 from shears.prune.config import PruneConfig
 from shears.prune.report import plot_sparsity
+from shears.prune.result import CalibrationInfo, PerplexityInfo, PruneResult
 from shears.sparsity import count_parameters, total_stats
 from shears.utils import atomic_write_json, peak_memory, resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------- checks
 
 
 def check_pattern_fits(targets: dict[str, nn.Module], nm: tuple[int, int] | None) -> None:
@@ -46,6 +50,30 @@ def check_pattern_fits(targets: dict[str, nn.Module], nm: tuple[int, int] | None
                 f"--pattern {nm[0]}:{nm[1]} needs every target's input width divisible by "
                 f"{nm[1]}; {name} has {in_f} (use --ignore to skip it)"
             )
+
+
+def inputs(cfg: PruneConfig) -> list[str]:
+    """What ``shears prune`` reads: the output folder must not overlap any of it."""
+    return [cfg.model, cfg.calibration, cfg.ppl_source]
+
+
+def check(cfg: PruneConfig, overwrite: bool = False) -> None:
+    """Every check that needs no weights: model spec, output folder, text sources, device, dtype,
+    context length, target patterns."""
+    validate_model_spec(cfg.model, cfg.gguf_file)
+    check_output(cfg.output_dir, "prune", overwrite=overwrite, inputs=inputs(cfg))
+    if cfg.needs_calibration:
+        validate_source(cfg.calibration, "--calibration")
+    if cfg.eval_ppl:
+        validate_source(cfg.ppl_source, "--ppl-source")
+    resolve_dtype(cfg.dtype, resolve_device(cfg.device))
+    check_prune_context(cfg, max_positions(cfg.model, cfg.gguf_file, cfg.trust_remote_code))
+    skeleton = model_skeleton(cfg.model, cfg.gguf_file, cfg.trust_remote_code)
+    if skeleton is not None:  # module patterns against the structure, without the weights
+        check_pattern_fits(find_targets(skeleton, cfg.targets, cfg.ignore), cfg.nm)
+
+
+# ---------------------------------------------------------------------------- data
 
 
 def build_calibration(
@@ -73,14 +101,27 @@ def build_calibration(
     )
 
 
+def calibration_info(
+    ids: torch.Tensor | None, source: str, cfg: PruneConfig
+) -> CalibrationInfo | None:
+    """What the report says about the calibration windows ``ids`` (``None``: magnitude)."""
+    if ids is None:
+        return None
+    n, seqlen = ids.shape
+    return CalibrationInfo(source, int(n), int(seqlen), int(ids.numel()), cfg.seed, cfg.batch_size)
+
+
+# ---------------------------------------------------------------------------- prune
+
+
 def prune_model(
     model: nn.Module,
     tokenizer: object,
     cfg: PruneConfig,
     calibration: torch.Tensor | Sequence[str] | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Prune ``model`` in place as ``cfg`` says; return the report (a JSON-friendly dict).
+) -> PruneResult:
+    """Prune ``model`` in place as ``cfg`` says; return the report.
 
     ``calibration``: token ids (nsamples, seqlen), a list of texts to sample windows from, or
     ``None`` to read ``cfg.calibration``. Ignored by magnitude pruning.
@@ -102,19 +143,7 @@ def prune_model(
         f", calibration {tuple(ids.shape)}" if ids is not None else "",
     )
     t1 = time.perf_counter()
-    pruner = SequentialPruner(
-        model,
-        targets,
-        method=cfg.method,
-        sparsity=cfg.sparsity,
-        nm=cfg.nm,
-        batch_size=cfg.batch_size,
-        blocksize=cfg.blocksize,
-        percdamp=cfg.percdamp,
-        offload_activations=cfg.offload_activations,
-        progress=progress,
-    )
-    layers = pruner.run(ids)
+    layers = SequentialPruner(model, targets, cfg, progress=progress).run(ids)
     t_prune = time.perf_counter() - t1
     overall = total_stats(layers)
     logger.info(
@@ -123,32 +152,29 @@ def prune_model(
         overall["sparsity"],
         overall["numel"],
     )
-    return {
-        "method": cfg.method,
-        "pattern": cfg.pattern,
-        "sparsity": cfg.sparsity,
-        "calibration": None
-        if ids is None
-        else {
-            "source": "in-memory" if calibration is not None else cfg.calibration,
-            "nsamples": int(ids.shape[0]),
-            "seqlen": int(ids.shape[1]),
-            "tokens": int(ids.numel()),
-            "seed": cfg.seed,
-            "batch_size": cfg.batch_size,
-        },
-        "targets": overall,
-        "layers": layers,
-        "model_parameters": count_parameters(model),
-        "seconds": {"calibration_data": round(t_data, 3), "prune": round(t_prune, 3)},
-        "peak_memory": peak_memory(),
-    }
+    source = "in-memory" if calibration is not None else cfg.calibration
+    return PruneResult(
+        model=cfg.model,
+        output_dir=str(cfg.output_dir),
+        method=cfg.method,
+        pattern=cfg.pattern,
+        sparsity=cfg.sparsity,
+        calibration=calibration_info(ids, source, cfg),
+        targets=overall,
+        layers=layers,
+        model_parameters=count_parameters(model),
+        seconds={"calibration_data": round(t_data, 3), "prune": round(t_prune, 3)},
+        peak_memory=peak_memory(),
+    )
+
+
+# ---------------------------------------------------------------------------- write
 
 
 def save_pruned(
     model: nn.Module,
     tokenizer: object | None,
-    report: dict[str, Any],
+    result: PruneResult,
     cfg: PruneConfig,
     overwrite: bool = False,
     t_start: float | None = None,
@@ -165,90 +191,69 @@ def save_pruned(
         atomic_write_json(tmp / PRUNE_CONFIG, to_dict(cfg))
         if cfg.plot:
             title = f"{cfg.model}: {cfg.method} {cfg.pattern}"
-            plot_sparsity(report["layers"], tmp / PRUNE_PLOT, title)
+            plot_sparsity(result.layers, tmp / PRUNE_PLOT, title)
         if t_start is not None:
-            report["seconds"]["total"] = round(time.perf_counter() - t_start, 3)
-        report["peak_memory"] = peak_memory()
-        atomic_write_json(tmp / PRUNE_REPORT, report)
+            result.seconds["total"] = round(time.perf_counter() - t_start, 3)
+        result.peak_memory = peak_memory()
+        result.write(tmp)
     return Path(cfg.output_dir)
 
 
-def inputs(cfg: PruneConfig) -> list[str]:
-    """What ``shears prune`` reads: the output folder must not overlap any of it."""
-    return [cfg.model, cfg.calibration, cfg.ppl_source]
+# ---------------------------------------------------------------------------- run
 
 
-def preflight(cfg: PruneConfig, overwrite: bool = False) -> None:
-    """Every check that needs no weights: model spec, output folder, text sources, device, dtype,
-    context length, target patterns."""
-    validate_model_spec(cfg.model, cfg.gguf_file)
-    check_output(cfg.output_dir, "prune", overwrite=overwrite, inputs=inputs(cfg))
-    if cfg.needs_calibration:
-        validate_source(cfg.calibration, "--calibration")
-    if cfg.eval_ppl:
-        validate_source(cfg.ppl_source, "--ppl-source")
-    resolve_dtype(cfg.dtype, resolve_device(cfg.device))
-    check_prune_context(cfg, max_positions(cfg.model, cfg.gguf_file, cfg.trust_remote_code))
-    skeleton = model_skeleton(cfg.model, cfg.gguf_file, cfg.trust_remote_code)
-    if skeleton is not None:  # module patterns against the structure, without the weights
-        check_pattern_fits(find_targets(skeleton, cfg.targets, cfg.ignore), cfg.nm)
+def _perplexity(model: nn.Module, tokenizer: object, held: torch.Tensor, cfg: PruneConfig) -> float:
+    from shears.evaluate.perplexity import perplexity
+
+    return perplexity(
+        model, tokenizer, held, cfg.ppl_seqlen, batch_size=max(1, cfg.batch_size // 4)
+    )
 
 
-def run_prune(cfg: PruneConfig, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+def dense_perplexity(
+    model: nn.Module, tokenizer: object, cfg: PruneConfig
+) -> tuple[PerplexityInfo, torch.Tensor]:
+    """Perplexity of the still-dense ``model`` on ``cfg``'s held-out text, and that text's ids."""
+    held = heldout_ids(
+        tokenizer, cfg.ppl_source, cfg.ppl_tokens, cfg.text_field, cfg.data_config, cfg.ppl_split
+    )
+    dense = _perplexity(model, tokenizer, held, cfg)
+    logger.info("dense perplexity %.3f on %d held-out tokens", dense, held.numel())
+    return PerplexityInfo(cfg.ppl_source, int(held.numel()), cfg.ppl_seqlen, dense), held
+
+
+def run(cfg: PruneConfig, overwrite: bool = False, progress: bool = True) -> PruneResult:
     """Load ``cfg.model``, prune it, optionally measure perplexity, and save everything into
     ``cfg.output_dir`` in one atomic step: the model (safetensors) and tokenizer,
     ``prune_report.json``, ``sparsity_per_layer.png`` and ``prune_config.json``.
     """
-    from shears.evaluate.perplexity import perplexity
-
     t_start = time.perf_counter()
-    preflight(cfg, overwrite)
+    check(cfg, overwrite)
     model, tok = load_model(cfg.model, cfg.dtype, cfg.device, cfg.gguf_file, cfg.trust_remote_code)
     t_load = time.perf_counter() - t_start
     check_prune_context(cfg, max_positions(model))  # GGUF / hub models: known only now
-    targets = find_targets(model, cfg.targets, cfg.ignore)
-    check_pattern_fits(targets, cfg.nm)
+    check_pattern_fits(find_targets(model, cfg.targets, cfg.ignore), cfg.nm)
     t0 = time.perf_counter()
     ids = build_calibration(tok, cfg) if cfg.needs_calibration else None
     t_data = time.perf_counter() - t0
 
-    ppl: dict[str, Any] | None = None
-    t_ppl = 0.0
-    if cfg.eval_ppl:
-        t0 = time.perf_counter()
-        held = heldout_ids(
-            tok, cfg.ppl_source, cfg.ppl_tokens, cfg.text_field, cfg.data_config, cfg.ppl_split
-        )
-        ppl_bs = max(1, cfg.batch_size // 4)
-        dense = perplexity(model, tok, held, cfg.ppl_seqlen, batch_size=ppl_bs)
-        logger.info("dense perplexity %.3f on %d held-out tokens", dense, held.numel())
-        ppl = {
-            "source": cfg.ppl_source,
-            "tokens": int(held.numel()),
-            "seqlen": cfg.ppl_seqlen,
-            "dense": dense,
-        }
-        t_ppl += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ppl, held = dense_perplexity(model, tok, cfg) if cfg.eval_ppl else (None, None)
+    t_ppl = time.perf_counter() - t0 if ppl is not None else 0.0
 
-    report = prune_model(model, tok, cfg, calibration=ids, progress=progress)
-    if ids is not None:
-        report["calibration"]["source"] = cfg.calibration
+    result = prune_model(model, tok, cfg, calibration=ids, progress=progress)
+    if result.calibration is not None:
+        result.calibration.source = cfg.calibration
 
     if ppl is not None:
         t0 = time.perf_counter()
-        ppl["pruned"] = perplexity(model, tok, held, cfg.ppl_seqlen, batch_size=ppl_bs)
-        logger.info("pruned perplexity %.3f (dense %.3f)", ppl["pruned"], ppl["dense"])
+        ppl.pruned = _perplexity(model, tok, held, cfg)
+        logger.info("pruned perplexity %.3f (dense %.3f)", ppl.pruned, ppl.dense)
         t_ppl += time.perf_counter() - t0
-    report = {
-        "model": cfg.model,
-        "output_dir": str(cfg.output_dir),
-        **report,
-        "perplexity": ppl,
-    }
-    report["seconds"].update(
+    result.perplexity = ppl
+    result.seconds.update(
         load=round(t_load, 3), calibration_data=round(t_data, 3), perplexity=round(t_ppl, 3)
     )
-
-    save_pruned(model, tok, report, cfg, overwrite=overwrite, t_start=t_start)
+    save_pruned(model, tok, result, cfg, overwrite=overwrite, t_start=t_start)
     logger.info("saved the pruned model and %s to %s", PRUNE_REPORT, Path(cfg.output_dir))
-    return report
+    return result
