@@ -110,30 +110,19 @@ def load_reasoning_gym(
     of hash space), so no question appears in two splits. Questions are unique within a split. The output text is the
     worked solution when the generator has one (``answer_cot``), else ``The answer is X.``
     """
-    try:
-        import reasoning_gym
-    except ImportError as exc:
-        raise ShearsError(
-            "reasoning-gym tasks need the package reasoning-gym (pip install 'shears-nls[data]')"
-        ) from exc
-
     if split not in SPLITS:
         raise ShearsError(f"split {split!r} is not known; allowed: {', '.join(SPLITS)}")
     if size < 1:
         raise ShearsError(f"size must be >= 1, got {size}")
+    gym = _reasoning_gym()
     spec = name
     name, kwargs = parse_generator(spec)
     try:
-        probe = reasoning_gym.create_dataset(name, size=1, seed=seed, **kwargs)
+        probe = gym.create_dataset(name, size=1, seed=seed, **kwargs)
     except Exception as exc:
         raise ShearsError(f"reasoning-gym generator {spec!r} cannot be created: {exc}") from exc
     offset = {"train": 0, "validation": 1, "test": 2}[split]
-    templated = bool(getattr(probe, "generators", None)) and hasattr(probe, "task_indices")
-    keep = (
-        split_templates(list(probe.generators), split_seed, fractions)[split] if templated else None
-    )
-    lo = sum(fractions[:offset]) / sum(fractions)
-    hi = sum(fractions[: offset + 1]) / sum(fractions)
+    in_split = _split_rule(probe, split, fractions, split_seed)
     out: list[dict] = []
     seen: set[str] = set()
     chunk = max(4 * size, 64)
@@ -142,7 +131,7 @@ def load_reasoning_gym(
         if stale >= 3:
             break
         before = len(out)
-        ds = reasoning_gym.create_dataset(
+        ds = gym.create_dataset(
             # item idx is drawn from Random(seed + idx): consecutive rounds must not overlap
             name,
             size=chunk,
@@ -150,18 +139,10 @@ def load_reasoning_gym(
             **kwargs,
         )
         for idx in range(len(ds)):
-            if templated:
-                tpl = int(ds.task_indices[idx])
-                if tpl not in keep:
-                    continue
-                entry = ds[idx]
-            else:
-                # no templates: the split owns a fixed slice of question-hash space, so the same
-                # question can never land in two splits (small generators repeat questions)
-                tpl = None
-                entry = ds[idx]
-                if not lo <= _hash_unit(entry["question"], split_seed) < hi:
-                    continue
+            keep, tpl, entry = in_split(ds, idx)
+            if not keep:
+                continue
+            entry = entry if entry is not None else ds[idx]
             if entry["question"] in seen:
                 continue
             seen.add(entry["question"])
@@ -173,6 +154,43 @@ def load_reasoning_gym(
         f"reasoning-gym generator {spec!r} yields only {len(out)} distinct {split} problems; "
         f"ask for fewer than {size} or widen its options"
     )
+
+
+def _reasoning_gym():
+    """The reasoning_gym module, or a one-line error naming the extra that installs it."""
+    try:
+        import reasoning_gym
+    except ImportError as exc:
+        raise ShearsError(
+            "reasoning-gym tasks need the package reasoning-gym (pip install 'shears-nls[data]')"
+        ) from exc
+    return reasoning_gym
+
+
+def _split_rule(probe, split: str, fractions: tuple[float, float, float], split_seed: int):
+    """``(dataset, idx) -> (in split?, template or None, the item if it was built)`` for a
+    generator like ``probe`` (an item is built only when needed: generation is the cost).
+
+    Templated generators: the split owns a set of templates. Others: the split owns a fixed slice
+    of question-hash space, so the same question never lands in two splits (small generators
+    repeat questions)."""
+    if bool(getattr(probe, "generators", None)) and hasattr(probe, "task_indices"):
+        keep = split_templates(list(probe.generators), split_seed, fractions)[split]
+
+        def by_template(ds, idx: int) -> tuple[bool, int | None, dict | None]:
+            tpl = int(ds.task_indices[idx])
+            return tpl in keep, tpl, None
+
+        return by_template
+    offset = {"train": 0, "validation": 1, "test": 2}[split]
+    lo = sum(fractions[:offset]) / sum(fractions)
+    hi = sum(fractions[: offset + 1]) / sum(fractions)
+
+    def by_hash(ds, idx: int) -> tuple[bool, int | None, dict | None]:
+        entry = ds[idx]
+        return lo <= _hash_unit(entry["question"], split_seed) < hi, None, entry
+
+    return by_hash
 
 
 def _hash_unit(text: str, salt: int) -> float:
