@@ -129,3 +129,19 @@ def test_eval_results_found_beside_the_adapter_or_the_search(tmp_path):
     assert find_eval_results(adapter, str(search / SEARCH_RESULTS)) == search / EVAL_RESULTS
     _write(adapter / EVAL_RESULTS, {})
     assert find_eval_results(adapter, "heuristic") == adapter / EVAL_RESULTS
+
+
+def test_config_record_keeps_paths_as_given_and_resolved(tmp_path, monkeypatch):
+    """Every stage saves its config with its local paths also made absolute (issue 12)."""
+    from shears.artifacts import RESOLVED, config_record
+    from shears.export.config import ExportConfig
+
+    (tmp_path / "adapter").mkdir()
+    monkeypatch.chdir(tmp_path)
+    cfg = ExportConfig(adapter="./adapter", model="org/hub-model", output_dir="out")
+    rec = config_record(cfg)
+    assert rec["adapter"] == "./adapter" and rec["output_dir"] == "out"
+    assert rec[RESOLVED]["adapter"] == str(tmp_path / "adapter")
+    assert rec[RESOLVED]["output_dir"] == str(tmp_path / "out")
+    assert rec[RESOLVED]["model"] == "org/hub-model"  # a hub id stays as given
+    assert rec[RESOLVED]["sub_adapter"] == "heuristic"  # a named choice too

@@ -93,12 +93,35 @@ _KINDS = {str: "text", int: "an integer", dict: "an object {...}"}
 
 RESOLVED = "resolved"  # the local path settings made absolute (works from any current folder)
 RESOLVED_KEYS = ("model", "data", "output_dir")
+# settings of any stage that may name a local input or output path
+PATH_KEYS = (
+    "model",
+    "data",
+    "adapter",
+    "sub_adapter",
+    "calibration",
+    "ppl_source",
+    "eval_results",
+    "space",
+    "start",
+    "output_dir",
+)
+
+
+def config_record(cfg: Any) -> dict[str, Any]:
+    """A stage config as saved next to its output: the settings as given, plus :data:`RESOLVED`,
+    its path settings made absolute (hub ids, named models and choices stay as given)."""
+    resolved = {
+        k: absolute_spec(v, local=k == "output_dir")
+        for k in PATH_KEYS
+        if isinstance(v := getattr(cfg, k, None), str) and v
+    }
+    return {**to_dict(cfg), RESOLVED: resolved}
 
 
 def train_config_record(cfg: Any) -> dict[str, Any]:
     """What ``train_config.json`` holds: a TrainConfig as given, plus :data:`RESOLVED` paths."""
-    resolved = {k: absolute_spec(getattr(cfg, k), local=k == "output_dir") for k in RESOLVED_KEYS}
-    return {**to_dict(cfg), RESOLVED: resolved}
+    return config_record(cfg)
 
 
 def write_train_config(folder: Path, cfg: Any) -> None:

@@ -22,8 +22,7 @@ from torch import nn
 
 from shears.adapters.search_space import SearchSpace
 from shears.adapters.select import SubAdapterChoice
-from shears.artifacts import EVAL_PREDICTIONS, EVAL_RESULTS, read_train_settings
-from shears.config import to_dict
+from shears.artifacts import EVAL_PREDICTIONS, EVAL_RESULTS, config_record, read_train_settings
 from shears.context import check_eval_context
 from shears.errors import ShearsError
 from shears.evaluate.config import EvalConfig
@@ -201,7 +200,7 @@ def _result(
         sub_adapter=sub,
         **res,
         parameters=counts,
-        settings=to_dict(cfg),
+        settings=config_record(cfg),
         device=str(param.device),
         dtype=str(param.dtype).replace("torch.", ""),
         total_time_s=round(time.perf_counter() - t_start, 3),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,13 @@ from shears.adapters.elastic_lora import ElasticLoRALinear
 from shears.adapters.io import WEIGHTS, SuperAdapter, peft_key, warn_if_other_base
 from shears.adapters.search_space import SearchSpace
 from shears.adapters.select import SubAdapterChoice, resolve_sub_adapter
-from shears.artifacts import EXPORT_CONFIG, EXPORT_RESULTS, find_eval_results, read_eval_results
+from shears.artifacts import (
+    EXPORT_CONFIG,
+    EXPORT_RESULTS,
+    config_record,
+    find_eval_results,
+    read_eval_results,
+)
 from shears.errors import ShearsError
 from shears.export.config import ExportConfig
 from shears.export.merge import MergeStats, merge_adapter
@@ -299,7 +305,7 @@ def write_results(folder: Path, cfg: ExportConfig, result: ExportResult) -> None
     if result.merge is not None:
         atomic_write_text(folder / "merged" / "README.md", card)
     atomic_write_json(folder / RESULTS, result.to_dict())
-    atomic_write_json(folder / EXPORT_CONFIG, asdict(cfg))
+    atomic_write_json(folder / EXPORT_CONFIG, config_record(cfg))
 
 
 # ---------------------------------------------------------------------------- run

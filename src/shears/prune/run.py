@@ -12,8 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from shears.artifacts import PRUNE_CONFIG, PRUNE_PLOT, PRUNE_REPORT
-from shears.config import to_dict
+from shears.artifacts import PRUNE_CONFIG, PRUNE_PLOT, PRUNE_REPORT, config_record
 from shears.context import check_length, check_prune_context
 from shears.data.calibration import calibration_ids, heldout_ids, sample_windows, token_stream
 from shears.data.spec import validate_source
@@ -188,7 +187,7 @@ def save_pruned(
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        atomic_write_json(tmp / PRUNE_CONFIG, to_dict(cfg))
+        atomic_write_json(tmp / PRUNE_CONFIG, config_record(cfg))
         if cfg.plot:
             title = f"{cfg.model}: {cfg.method} {cfg.pattern}"
             plot_sparsity(result.layers, tmp / PRUNE_PLOT, title)

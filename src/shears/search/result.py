@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from shears.adapters.search_space import SearchSpace
-from shears.artifacts import SEARCH_RESULTS, SearchBest
-from shears.config import to_dict
+from shears.artifacts import SEARCH_RESULTS, SearchBest, config_record
 from shears.search.config import SearchConfig
 from shears.search.evaluator import CachedEvaluator, Evaluation
 from shears.search.hill_climb import SearchOutcome
@@ -139,7 +138,7 @@ class SearchResult:
             peak_rss_mib=peak_memory["peak_rss_mib"],
             peak_cuda_mib=peak_memory.get("peak_cuda_mib"),
             compute=ComputeInfo.of(evaluator.objective),
-            settings=to_dict(cfg),
+            settings=config_record(cfg),
         )
 
     def to_dict(self) -> dict[str, Any]:
