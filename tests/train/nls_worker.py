@@ -89,6 +89,24 @@ class KillAt(TrainerCallback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class PoisonAt(TrainerCallback):
+    """Turn the adapter into NaN at the start of optimizer step ``step``: training stops with a
+    ShearsError and keeps the checkpoints written before (as a kill would)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step == self.step:
+            import torch
+
+            from shears.adapters import elastic_layers
+
+            with torch.no_grad():
+                for layer in elastic_layers(model).values():
+                    layer.lora_A.fill_(float("nan"))
+
+
 class ActiveRanks(TrainerCallback):
     """Records, at the start of every optimizer step, the active rank of every elastic layer
     (this callback runs after the NLS sampler, so it sees the sampled sub-adapter)."""

@@ -10,12 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).parent))
-from nls_worker import make_config, make_examples, make_model, make_tokenizer  # noqa: E402
+from nls_worker import PoisonAt, make_config, make_examples, make_model, make_tokenizer  # noqa: E402
 
-from shears.adapters import elastic_layers  # noqa: E402
 from shears.errors import ShearsError  # noqa: E402
 from shears.train import last_checkpoint, train_nls  # noqa: E402
 from shears.train.trainer import checkpoint_problem  # noqa: E402
@@ -26,20 +24,6 @@ def tok():
     return make_tokenizer()
 
 
-class StopAt(TrainerCallback):
-    """Turn the adapter into NaN at optimizer step ``step``: training stops with a ShearsError and
-    keeps the checkpoints written before (as a kill would)."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_begin(self, args, state, control, model=None, **kwargs):
-        if state.global_step == self.step:
-            with torch.no_grad():
-                for layer in elastic_layers(model).values():
-                    layer.lora_A.fill_(float("nan"))
-
-
 @pytest.fixture(scope="module")
 def interrupted(tok, tmp_path_factory):
     """An output folder with checkpoint-2 and checkpoint-4 of a 6-step run, and the adapter of the
@@ -47,7 +31,7 @@ def interrupted(tok, tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpt")
     with pytest.raises(ShearsError, match="checkpoint-4"):
         cfg = make_config(str(root / "run"), max_steps=6, save_steps=2)
-        train_nls(make_model(tok), tok, make_examples(), cfg, callbacks=[StopAt(4)])
+        train_nls(make_model(tok), tok, make_examples(), cfg, callbacks=[PoisonAt(4)])
     assert sorted(p.name for p in (root / "run").glob("checkpoint-*")) == [
         "checkpoint-2",
         "checkpoint-4",

@@ -6,10 +6,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).parent))
-from nls_worker import ActiveRanks, make_config, make_examples, make_model, make_tokenizer  # noqa: E402
+from nls_worker import (  # noqa: E402
+    ActiveRanks,
+    PoisonAt,
+    make_config,
+    make_examples,
+    make_model,
+    make_tokenizer,
+)
 
 from shears.adapters import ElasticLoraConfig, SearchSpace, SpaceConfig, elastic_layers  # noqa: E402
 from shears.errors import ShearsError  # noqa: E402
@@ -70,19 +76,6 @@ def test_train_outputs_frozen_base_and_sampling(tok, tmp_path):
     model.eval()
     peft_model = PeftModel.from_pretrained(make_model(tok), str(out)).eval()
     assert torch.allclose(peft_model(input_ids=ids).logits, model(ids).logits, atol=1e-5)
-
-
-class PoisonAt(TrainerCallback):
-    """Turn the adapter into NaN at the start of optimizer step ``step``."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_begin(self, args, state, control, model=None, **kwargs):
-        if state.global_step == self.step:
-            with torch.no_grad():
-                for layer in elastic_layers(model).values():
-                    layer.lora_A.fill_(float("nan"))
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tok, tmp_path):
