@@ -8,6 +8,8 @@ from other processes hits them alike; the median over rounds is reported, as JSO
     nls_random  a new sampled sub-adapter every step (what NLS training does)
     nls_max     elastic layers fixed at r_max;  peft_max  PEFT LoRA r = r_max
     nls_min     elastic layers fixed at the smallest width;  peft_min  PEFT LoRA r = min width
+    nls_distill  nls_random + distillation from the frozen dense model (logit KD, w 0.5, T 2)
+    nls_distill_hidden  the same + the normalised hidden-state loss (--distill-hidden 1)
 
 Run: ``python bench/train_step.py --batch 2 --seq 128 --rounds 5``.
 """
@@ -45,11 +47,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     from shears.adapters import ElasticLoraConfig, SpaceConfig, SuperAdapter
     from shears.models import load_model
+    from shears.train.teacher import Distiller, freeze
 
     widths = [int(w) for w in a.widths.split(",")]
     model, _ = load_model(a.model, dtype=a.dtype, device=a.device)
     dev = next(model.parameters()).device
     peft_base = copy.deepcopy(model)
+    teacher = freeze(copy.deepcopy(model))
 
     # -- NLS: elastic layers on the paper's space
     cfg = ElasticLoraConfig(alpha=64.0, dropout=0.1)
@@ -100,6 +104,17 @@ def main(argv: list[str] | None = None) -> dict:
 
         return run
 
+    def distill_step(d: Distiller):
+        def run():
+            space.apply(layers, sampled())
+            opt_nls.zero_grad(set_to_none=True)
+            out = model(**batch, output_hidden_states=d.hidden > 0)
+            terms = d.terms(out, d.teacher_outputs(batch), batch["labels"])
+            d.combine(out.loss, terms).backward()
+            opt_nls.step()
+
+        return run
+
     def sampled():
         step_counter["n"] += 1
         return space.sample(0, step_counter["n"])
@@ -110,6 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
         "nls_min": nls_step(space.minimal),
         "peft_max": peft_step("max"),
         "peft_min": peft_step("min"),
+        "nls_distill": distill_step(Distiller(teacher, 0.5, 2.0, 0.0)),
+        "nls_distill_hidden": distill_step(Distiller(teacher, 0.5, 2.0, 1.0)),
     }
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times: dict[str, list[float]] = {m: [] for m in modes}
@@ -140,6 +157,10 @@ def main(argv: list[str] | None = None) -> dict:
             "nls_max / peft_max": round(med["nls_max"] / med["peft_max"], 3),
             "nls_min / peft_min": round(med["nls_min"] / med["peft_min"], 3),
             "nls_random / peft_min": round(med["nls_random"] / med["peft_min"], 3),
+            "nls_distill / nls_random": round(med["nls_distill"] / med["nls_random"], 3),
+            "nls_distill_hidden / nls_random": round(
+                med["nls_distill_hidden"] / med["nls_random"], 3
+            ),
         },
         "python": platform.python_version(),
         "torch": torch.__version__,

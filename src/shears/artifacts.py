@@ -105,6 +105,8 @@ PATH_KEYS = (
     "space",
     "start",
     "output_dir",
+    "teacher",
+    "teacher_adapter",
 )
 
 

@@ -158,6 +158,21 @@ def original_names(cls: type) -> dict[str, str]:
     }
 
 
+# field metadata of a setting added after runs were recorded (absent from a record = its default)
+ADDED = {"added": True}
+
+
+def added_defaults(cls: type) -> dict[str, Any]:
+    """``{name: default}`` of the fields of dataclass ``cls`` added after runs were recorded
+    (``metadata={"added": True}``): at their default they count as absent, so a run recorded
+    before them still digests and resumes the same."""
+    return {
+        f.name: f.default
+        for f in dataclasses.fields(cls)
+        if f.metadata.get("added") and f.default is not dataclasses.MISSING
+    }
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from shears.config import original_names, to_dict
+from shears.config import added_defaults, original_names, to_dict
 from shears.utils import atomic_write_json
 
 # settings that do not change what a stage writes
@@ -24,9 +24,14 @@ NEUTRAL_KEYS = {"overwrite", "resume", "progress", "num_workers", "save_steps", 
 
 def stage_digest(cfg: Any, upstream: list[str]) -> str:
     """Digest of a stage config (dataclass) and the digests of the stages it reads from. A renamed
-    setting counts under its original name, so that a rename does not re-run finished stages."""
-    name = original_names(type(cfg))
-    data = {name.get(k, k): v for k, v in to_dict(cfg).items() if k not in NEUTRAL_KEYS}
+    setting counts under its original name, and a setting added later at its default not at all,
+    so that neither re-runs finished stages."""
+    name, added = original_names(type(cfg)), added_defaults(type(cfg))
+    data = {
+        name.get(k, k): v
+        for k, v in to_dict(cfg).items()
+        if k not in NEUTRAL_KEYS and not (k in added and v == added[k])
+    }
     text = json.dumps({"settings": data, "upstream": upstream}, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 

@@ -138,13 +138,20 @@ def _train_config(cfg: RunConfig, folder: Folders, val_size: int) -> tuple[Any, 
 
 
 def _baseline_trains(cfg: RunConfig, folder: Folders, train: Any) -> dict[str, Any]:
-    """LoRA at the super-adapter's largest rank (one width) on the pruned and the dense model."""
+    """LoRA at the super-adapter's largest rank (one width) on the pruned and the dense model
+    (the pruned one distils as the super-adapter does; the dense one, the teacher itself, not)."""
     if not cfg.baselines:
         return {}
     fixed = replace(train.space, widths=[train.adapter.r_max])
     models = {"lora_pruned": str(folder("prune")), "lora_dense": cfg.model}
     return {
-        name: replace(train, model=model, output_dir=str(folder(f"train_{name}")), space=fixed)
+        name: replace(
+            train,
+            model=model,
+            output_dir=str(folder(f"train_{name}")),
+            space=fixed,
+            **({"distill": False, "teacher_adapter": None} if name == "lora_dense" else {}),
+        )
         for name, model in models.items()
     }
 

@@ -40,8 +40,9 @@ from shears.errors import ShearsError
 from shears.models import find_decoder_blocks, in_out_features, weight_out_in
 from shears.prune.config import PruneConfig
 from shears.prune.magnitude import magnitude_mask
+from shears.prune.owl import outlier_ratio, owl_profile
 from shears.prune.sparsegpt import HessianStats, sparsegpt_prune
-from shears.prune.wanda import ColumnNormStats, wanda_mask
+from shears.prune.wanda import ColumnNormStats, wanda_mask, wanda_scores
 from shears.sparsity import weight_stats
 
 logger = logging.getLogger(__name__)
@@ -293,16 +294,19 @@ class SequentialPruner:
         self.progress = progress
         self.on_block_stats = on_block_stats  # called with (block index, stats by name)
         self.prefix, self.blocks = find_decoder_blocks(model)
+        self.profile: list[dict[str, Any]] | None = None  # OWL: per block, set by run()
+        self._rates: dict[int, float] = {}  # block index -> sparsity (OWL); default cfg.sparsity
 
     def _block_targets(self, idx: int) -> dict[str, nn.Module]:
         head = f"{self.prefix}.{idx}."
         return {n: m for n, m in self.targets.items() if n.startswith(head)}
 
-    def _prune(self, name: str, module: nn.Module, stats: Any) -> None:
+    def _prune(self, name: str, module: nn.Module, stats: Any, idx: int) -> None:
         if stats is None and self.cfg.method != "magnitude":
             raise ShearsError(f"target {name!r} received no input during calibration")
         c = self.cfg
-        prune_layer(module, c.method, stats, c.sparsity, c.nm, c.blocksize, c.percdamp)
+        rate = self._rates.get(idx, c.sparsity)
+        prune_layer(module, c.method, stats, rate, c.nm, c.blocksize, c.percdamp)
         logger.debug("pruned %s: %.4f zeros", name, weight_stats(module.weight)["sparsity"])
 
     @torch.no_grad()
@@ -315,15 +319,18 @@ class SequentialPruner:
         was_training = self.model.training
         self.model.eval()
         try:
+            if self.cfg.needs_calibration and input_ids is None:
+                raise ValueError(f"{self.cfg.method!r} / OWL need calibration input_ids")
+            if self.cfg.sparsity_profile == "owl":
+                self.profile = self._owl_profile(input_ids, per_block)
+                self._rates = {p["block"]: p["sparsity"] for p in self.profile}
             if self.cfg.method == "magnitude":
-                for block_targets in tqdm(
-                    per_block, desc="prune blocks", disable=not self.progress
+                for idx, block_targets in enumerate(
+                    tqdm(per_block, desc="prune blocks", disable=not self.progress)
                 ):
                     for name, mod in block_targets.items():
-                        self._prune(name, mod, None)
+                        self._prune(name, mod, None, idx)
             else:
-                if input_ids is None:
-                    raise ValueError(f"method {self.cfg.method!r} needs calibration input_ids")
                 self._run_sequential(input_ids, per_block)
         finally:
             self.model.train(was_training)
@@ -336,29 +343,79 @@ class SequentialPruner:
     def _run_sequential(
         self, input_ids: torch.Tensor, per_block: list[dict[str, nn.Module]]
     ) -> None:
+        def visit(idx: int, block_targets: dict[str, nn.Module], stats: dict[str, Any]) -> None:
+            if self.on_block_stats is not None:
+                self.on_block_stats(idx, stats)
+            for name, mod in block_targets.items():
+                self._prune(name, mod, stats.get(name), idx)
+
+        self._sequential(input_ids, per_block, self.cfg.method, visit)
+
+    def _owl_profile(
+        self, input_ids: torch.Tensor, per_block: list[dict[str, nn.Module]]
+    ) -> list[dict[str, Any]]:
+        """OWL's first pass over the still dense model: every block's outlier ratio of Wanda
+        scores (nothing pruned), then the per-block sparsities (:func:`owl_profile`)."""
+        ratios: dict[int, float] = {}
+
+        def visit(idx: int, block_targets: dict[str, nn.Module], stats: dict[str, Any]) -> None:
+            scores = []
+            for name, mod in block_targets.items():
+                if name not in stats:
+                    raise ShearsError(f"target {name!r} received no input during calibration")
+                scores.append(wanda_scores(weight_out_in(mod), stats[name].norms()))
+            ratios[idx] = outlier_ratio(scores, self.cfg.owl_m)
+
+        self._sequential(input_ids, per_block, "wanda", visit, "OWL outlier ratios", True)
+        blocks = sorted(ratios)
+        params = [sum(m.weight.numel() for m in per_block[i].values()) for i in blocks]
+        rates = owl_profile(
+            [ratios[i] for i in blocks], params, self.cfg.sparsity, self.cfg.owl_lambda
+        )
+        profile = [
+            {"block": i, "outlier_ratio": ratios[i], "sparsity": r, "parameters": p}
+            for i, r, p in zip(blocks, rates, params, strict=True)
+        ]
+        logger.info("OWL block sparsities: %s", ", ".join(f"{r:.3f}" for r in rates))
+        return profile
+
+    def _sequential(
+        self,
+        input_ids: torch.Tensor,
+        per_block: list[dict[str, nn.Module]],
+        stats_method: str,
+        visit: Callable[[int, dict[str, nn.Module], dict[str, Any]], None],
+        desc: str = "",
+        read_only: bool = False,
+    ) -> None:
+        """Feed ``input_ids`` through the blocks in order: per block with targets, collect the
+        ``stats_method`` input statistics of its targets in a pass of the block as it is, call
+        ``visit(idx, targets, stats)`` (which may prune), then run the block again and pass its
+        outputs on as the next block's inputs. ``read_only``: ``visit`` changes no weight, so
+        the statistics pass's outputs are passed on and the second run is skipped."""
         device = next(self.model.parameters()).device
         store = torch.device("cpu") if self.cfg.offload_activations else None
         hidden, calls = capture_block_calls(
             self.model, self.blocks, input_ids.to(device), self.cfg.batch_size, store
         )
         last = max(i for i, t in enumerate(per_block) if t)
-        bar = tqdm(total=last + 1, desc=f"{self.cfg.method} blocks", disable=not self.progress)
+        desc = desc or f"{self.cfg.method} blocks"
+        bar = tqdm(total=last + 1, desc=desc, disable=not self.progress)
         for idx in range(last + 1):
             block, block_targets = self.blocks[idx], per_block[idx]
             block_device = next(block.parameters()).device
             if block_targets:
-                hooks = InputStatsHooks(block_targets, lambda m: make_stats(self.cfg.method, m))
+                hooks = InputStatsHooks(block_targets, lambda m: make_stats(stats_method, m))
                 try:
                     for k, h in enumerate(hidden):  # dense pass: statistics only
-                        call_block(block, h.to(block_device), calls[k][idx])
+                        out = call_block(block, h.to(block_device), calls[k][idx])
+                        if read_only and idx < last:
+                            hidden[k] = out.to(store) if store is not None else out
                 finally:
                     hooks.remove()
-                if self.on_block_stats is not None:
-                    self.on_block_stats(idx, hooks.stats)
-                for name, mod in block_targets.items():
-                    self._prune(name, mod, hooks.stats.get(name))
+                visit(idx, block_targets, hooks.stats)
                 del hooks
-            if idx < last:  # pruned pass: outputs become the next block's inputs
+            if idx < last and not (read_only and block_targets):  # outputs: next block's inputs
                 for k, h in enumerate(hidden):
                     out = call_block(block, h.to(block_device), calls[k][idx])
                     hidden[k] = out.to(store) if store is not None else out

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from shears.config import field
+from shears.config import ADDED, field
 from shears.errors import ShearsError
 from shears.inputs import check_name_patterns
 from shears.prune.masks import parse_pattern
 from shears.stage import SeededConfig
 
 METHODS = ("wanda", "magnitude", "sparsegpt")
+PROFILES = ("uniform", "owl")
 _NM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 DEFAULT_SPARSITY = 0.5
 
@@ -40,6 +41,21 @@ class PruneConfig(SeededConfig):
         "unstructured",
         help="'unstructured' or N:M (e.g. 2:4: N zeros in every M consecutive inputs; "
         "sets the sparsity to N/M)",
+    )
+    sparsity_profile: str = field(
+        "uniform",
+        help="sparsity per decoder block: 'uniform' (every block at --sparsity) or 'owl' (Yin et "
+        "al. 2023: blocks with more Wanda-score outliers keep more weights; the mean weighted by "
+        "parameters stays --sparsity; unstructured only)",
+        metadata=ADDED,
+    )
+    owl_m: float = field(
+        5.0,
+        help="OWL: a score is an outlier when above this many times its block's mean score",
+        metadata=ADDED,
+    )
+    owl_lambda: float = field(
+        0.08, help="OWL: block sparsities span --sparsity +- this, in [0, 0.5]", metadata=ADDED
     )
     targets: list[str] = field(
         [],
@@ -119,6 +135,7 @@ class PruneConfig(SeededConfig):
             self.sparsity = n / mm
         elif self.sparsity is None:
             self.sparsity = DEFAULT_SPARSITY
+        self._check_profile()
         for name in ("nsamples", "seqlen", "batch_size", "blocksize", "ppl_seqlen", "ppl_tokens"):
             value = getattr(self, name)
             if value < 1:
@@ -133,6 +150,22 @@ class PruneConfig(SeededConfig):
         check_name_patterns(self.ignore, "--ignore")
         super().__post_init__()
 
+    def _check_profile(self) -> None:
+        if self.sparsity_profile not in PROFILES:
+            raise ShearsError(
+                f"--sparsity-profile {self.sparsity_profile!r} is not known; allowed: "
+                f"{', '.join(PROFILES)}"
+            )
+        if self.sparsity_profile == "owl" and self.pattern != "unstructured":
+            raise ShearsError(
+                f"--sparsity-profile owl needs --pattern unstructured (N:M {self.pattern} fixes "
+                "the sparsity of every block)"
+            )
+        if not self.owl_m > 0.0:
+            raise ShearsError(f"--owl-m {self.owl_m} must be > 0")
+        if not 0.0 <= self.owl_lambda <= 0.5:
+            raise ShearsError(f"--owl-lambda {self.owl_lambda} must be in [0, 0.5]")
+
     @property
     def nm(self) -> tuple[int, int] | None:
         """``(N, M)`` for an N:M pattern, else ``None``."""
@@ -140,5 +173,5 @@ class PruneConfig(SeededConfig):
 
     @property
     def needs_calibration(self) -> bool:
-        """Magnitude pruning reads no data."""
-        return self.method != "magnitude"
+        """Magnitude pruning reads no data (unless OWL needs Wanda scores for its profile)."""
+        return self.method != "magnitude" or self.sparsity_profile == "owl"

@@ -6,8 +6,15 @@ from pathlib import Path
 from typing import Any
 
 
-def plot_sparsity(layers: dict[str, dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Bar chart of the fraction of zeros of every pruned layer, coloured by layer kind.
+def plot_sparsity(
+    layers: dict[str, dict[str, Any]],
+    path: str | Path,
+    title: str = "",
+    profile: list[dict[str, Any]] | None = None,
+) -> Path:
+    """Bar chart of the fraction of zeros of every pruned layer, coloured by layer kind; with an
+    OWL ``profile`` (per block: ``block``, ``outlier_ratio``, ``sparsity``), each block's outlier
+    ratio as a black line on a second axis.
 
     Uses matplotlib's Agg canvas directly (no global backend switch, no display needed).
     """
@@ -39,7 +46,23 @@ def plot_sparsity(layers: dict[str, dict[str, Any]], path: str | Path, title: st
     ax.set_ylim(0, 1)
     ax.set_title(title or "sparsity per layer")
     ax.legend(fontsize="small", ncol=min(len(kinds), 7), loc="upper right")
+    if profile:
+        _plot_ratios(ax, blocks, profile)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
     return path
+
+
+def _plot_ratios(ax: Any, blocks: list[Any], profile: list[dict[str, Any]]) -> None:
+    """Each block's OWL outlier ratio, at the middle of its bars, on a twin y axis."""
+    centre = {}
+    for i, b in enumerate(blocks):
+        first, n = centre.get(b, (i, 0))
+        centre[b] = (first, n + 1)
+    xs = [centre[p["block"]][0] + (centre[p["block"]][1] - 1) / 2 for p in profile]
+    ax2 = ax.twinx()
+    ax2.plot(xs, [p["outlier_ratio"] for p in profile], "k.-", label="outlier ratio (OWL)")
+    ax2.set_ylabel("outlier ratio")
+    ax2.set_ylim(bottom=0)
+    ax2.legend(fontsize="small", loc="upper left")

@@ -39,7 +39,9 @@ class PruneResult:
 
     ``targets``: zeros / numel / sparsity over all pruned weights; ``layers``: the same per layer
     (plus its ``block``), in model order; ``model_parameters``: parameters and non-zero parameters
-    of the whole model; ``seconds``: the time of each step; ``perplexity``: with ``--eval-ppl``.
+    of the whole model; ``seconds``: the time of each step; ``perplexity``: with ``--eval-ppl``;
+    ``profile``: with ``--sparsity-profile owl``, per decoder block its ``block`` index,
+    ``outlier_ratio``, target ``sparsity`` and target ``parameters``.
     """
 
     model: str
@@ -54,6 +56,8 @@ class PruneResult:
     seconds: dict[str, float]
     peak_memory: dict[str, float]
     perplexity: PerplexityInfo | None = None
+    sparsity_profile: str = "uniform"
+    profile: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``prune_report.json``."""

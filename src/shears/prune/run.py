@@ -142,7 +142,8 @@ def prune_model(
         f", calibration {tuple(ids.shape)}" if ids is not None else "",
     )
     t1 = time.perf_counter()
-    layers = SequentialPruner(model, targets, cfg, progress=progress).run(ids)
+    pruner = SequentialPruner(model, targets, cfg, progress=progress)
+    layers = pruner.run(ids)
     t_prune = time.perf_counter() - t1
     overall = total_stats(layers)
     logger.info(
@@ -164,6 +165,8 @@ def prune_model(
         model_parameters=count_parameters(model),
         seconds={"calibration_data": round(t_data, 3), "prune": round(t_prune, 3)},
         peak_memory=peak_memory(),
+        sparsity_profile=cfg.sparsity_profile,
+        profile=pruner.profile,
     )
 
 
@@ -190,7 +193,9 @@ def save_pruned(
         atomic_write_json(tmp / PRUNE_CONFIG, config_record(cfg))
         if cfg.plot:
             title = f"{cfg.model}: {cfg.method} {cfg.pattern}"
-            plot_sparsity(result.layers, tmp / PRUNE_PLOT, title)
+            if result.profile is not None:
+                title += f", OWL (M={cfg.owl_m:g}, lambda={cfg.owl_lambda:g})"
+            plot_sparsity(result.layers, tmp / PRUNE_PLOT, title, result.profile)
         if t_start is not None:
             result.seconds["total"] = round(time.perf_counter() - t_start, 3)
         result.peak_memory = peak_memory()

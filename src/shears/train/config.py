@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from shears.adapters.config import ElasticLoraConfig, SpaceConfig, fit_r_max, split_sections
-from shears.config import field
+from shears.config import ADDED, field
 from shears.data.prompts import PROMPT_STYLES
 from shears.errors import ShearsError
 from shears.stage import ResumableConfig, SeededConfig
@@ -96,6 +96,35 @@ class TrainConfig(ResumableConfig, SeededConfig):
     save_total_limit: int = field(2, help="keep at most this many checkpoints")
     logging_steps: int = field(1, help="log the loss every N optimizer steps")
     num_workers: int = field(0, help="data-loader worker processes")
+    distill: bool = field(
+        False,
+        help="distil from the dense teacher: loss (1-w)*CE + w*T^2*KL(teacher_T || student_T) "
+        "over the CE tokens (the teacher: --teacher, else the model the prune folder came from)",
+        metadata=ADDED,
+    )
+    teacher: str | None = field(
+        None,
+        help="the dense teacher of --distill (model folder, hub id or named default); default: "
+        "the `model` of the prune output's prune_config.json",
+        metadata=ADDED,
+    )
+    teacher_adapter: str | None = field(
+        None,
+        help="a PEFT adapter folder merged into the teacher (a fine-tuned dense teacher)",
+        metadata=ADDED,
+    )
+    distill_weight: float = field(
+        0.5, help="w of --distill, the weight of the KD term (0 to 1)", metadata=ADDED
+    )
+    distill_temperature: float = field(
+        2.0, help="T of --distill, the softmax temperature (> 0)", metadata=ADDED
+    )
+    distill_hidden: float = field(
+        0.0,
+        help="weight of the hidden-state loss of --distill: sum over decoder blocks of "
+        "MSE(h_s, h_t) / MSE(h_t, 0) (0 = off)",
+        metadata=ADDED,
+    )
     adapter: ElasticLoraConfig = dataclasses.field(
         default_factory=ElasticLoraConfig,
         metadata={"help": "the elastic LoRA super-adapter (targets, r_max, alpha, dropout...)"},
@@ -150,12 +179,24 @@ class TrainConfig(ResumableConfig, SeededConfig):
             raise ShearsError(
                 f"lr_scheduler {self.lr_scheduler!r} is not known; allowed: {', '.join(SCHEDULERS)}"
             )
+        self._check_distill()
         bad = sorted(set(self.data_fields) - set(EXAMPLE_KEYS))
         if bad:
             raise ShearsError(
                 f"data_fields key {bad[0]!r} is not known; allowed: {', '.join(EXAMPLE_KEYS)}"
             )
         super().__post_init__()
+
+    def _check_distill(self) -> None:
+        """One-line errors for bad distillation settings."""
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ShearsError(f"--distill-weight must be in [0, 1], got {self.distill_weight}")
+        if not self.distill_temperature > 0:
+            raise ShearsError(f"--distill-temperature must be > 0, got {self.distill_temperature}")
+        if not self.distill_hidden >= 0:
+            raise ShearsError(f"--distill-hidden must be >= 0 (0 = off), got {self.distill_hidden}")
+        if self.teacher_adapter and not self.distill:
+            raise ShearsError("--teacher-adapter needs --distill")
 
     @staticmethod
     def upgrade_layout(data: dict, prefix: str = "") -> dict:

@@ -20,7 +20,7 @@ from shears.artifacts import (
     read_train_config,
     train_config_record,
 )
-from shears.config import same_spec
+from shears.config import added_defaults, same_spec
 from shears.errors import ShearsError
 from shears.outputs import check_output, remove_own, temp_sibling
 from shears.train.config import RESUME_FREE_KEYS, TrainConfig
@@ -78,6 +78,7 @@ def _check_resume_config(out: Path, cfg: TrainConfig) -> None:
     old = split_sections(old, warn=False)  # written before the adapter / space split
     new = train_config_record(cfg)
     old_paths, new_paths = old.pop(RESOLVED, None), new.pop(RESOLVED)
+    added = added_defaults(TrainConfig)  # settings recorded runs may predate
     for key in sorted(set(old) | set(new)):
         if key in RESUME_FREE_KEYS or key == "output_dir":
             continue
@@ -93,9 +94,9 @@ def _check_resume_config(out: Path, cfg: TrainConfig) -> None:
                     f"{new_paths[key]!r}; use the same {key} or --overwrite to start over"
                 )
             continue
-        if old.get(key) != new.get(key):
+        if (was := old.get(key, added.get(key))) != new.get(key):
             raise ShearsError(
-                f"--resume with a different setting: {key} was {old.get(key)!r} in {str(f)!r}, now "
+                f"--resume with a different setting: {key} was {was!r} in {str(f)!r}, now "
                 f"{new.get(key)!r}; use the same settings or --overwrite to start over"
             )
 

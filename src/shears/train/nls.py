@@ -23,6 +23,7 @@ from shears.outputs import claim
 from shears.train.config import TrainConfig
 from shears.train.data import EncodedDataset, PadCollator
 from shears.train.folder import OWNED, drop_failed_work, last_checkpoint, work_folder
+from shears.train.teacher import Distiller
 from shears.train.trainer import NLSCallback, NLSTrainer, NonFiniteLossError
 
 if TYPE_CHECKING:
@@ -133,16 +134,21 @@ def fit(
     cfg: TrainConfig,
     session: Session,
     callbacks: Sequence = (),
+    distiller: Distiller | None = None,
 ) -> tuple[NLSTrainer, dict[str, Any]]:
-    """Train ``adapter`` (injected in ``model``) on ``dataset``; return the trainer and its metrics
-    (``train_runtime`` at least). A failure drops what the run wrote that has no value."""
+    """Train ``adapter`` (injected in ``model``) on ``dataset`` (distilling from ``distiller``'s
+    teacher when given); return the trainer and its metrics (``train_runtime`` at least). A
+    failure drops what the run wrote that has no value."""
     space, args = adapter.space, session.args
+    if distiller is not None:
+        distiller.teacher.to(args.device)
     trainer = NLSTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
         data_collator=collator,
         callbacks=[NLSCallback(space, adapter.layers, cfg.seed), *callbacks],
+        distiller=distiller,
     )
     use_cache = getattr(model.config, "use_cache", None)
     if use_cache is not None:

@@ -16,7 +16,7 @@ from shears.utils import atomic_write_json
 @dataclass(frozen=True)
 class TrainResult:
     """What ``train_results.json`` holds, one field per key, in its order. ``peak_cuda_mib`` is
-    written only on CUDA. Read back with :meth:`read` (a key missing from an older file is
+    written only on CUDA, ``distill`` only with ``--distill``. Read back with :meth:`read` (a key missing from an older file is
     ``None``)."""
 
     global_steps: int
@@ -43,12 +43,14 @@ class TrainResult:
     adapter_parameters: dict[str, int]  # of the max, heuristic and min sub-adapters
     peak_rss_mib: float
     peak_cuda_mib: float | None = None
+    distill: dict[str, Any] | None = None  # --distill: settings, first and final ce / kd / hidden
 
     def to_dict(self) -> dict[str, Any]:
         """The ``train_results.json`` object."""
         out = dataclasses.asdict(self)
-        if out["peak_cuda_mib"] is None:
-            del out["peak_cuda_mib"]
+        for key in ("peak_cuda_mib", "distill"):
+            if out[key] is None:
+                del out[key]
         return out
 
     def write(self, folder: Path) -> None:

@@ -35,6 +35,7 @@ from shears.train.folder import STATE_FILE, output_state
 from shears.train.nls import Session, barrier, fit, start
 from shears.train.plots import plot_loss
 from shears.train.result import TrainResult
+from shears.train.teacher import Distiller, freeze, load_teacher, teacher_spec
 from shears.utils import peak_memory, resolve_device, set_seed
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ def train_nls(
     adapter: SuperAdapter | None = None,
     callbacks: Sequence = (),
     base_model: str | None = None,
+    teacher: nn.Module | None = None,
 ) -> TrainResult:
     """Train an elastic LoRA super-adapter on ``model`` with NLS and write ``cfg.output_dir``.
 
@@ -62,7 +64,8 @@ def train_nls(
     :meth:`SuperAdapter.load`) and trained; the base weights stay frozen and bit-identical.
     Every optimizer step activates ``space.sample(cfg.seed, step)``. ``train_examples`` are dicts
     with ``instruction`` / ``input`` / ``output``, encoded with ``cfg.prompt_style``.
-    ``callbacks``: extra ``transformers.TrainerCallback`` objects. Returns the results (also
+    ``teacher``: the dense teacher of ``cfg.distill`` (frozen here; loaded from
+    ``cfg.teacher`` / the prune folder of ``base_model`` when not given). ``callbacks``: extra ``transformers.TrainerCallback`` objects. Returns the results (also
     written to ``train_results.json``); the maximal sub-adapter is active afterwards.
     """
     from shears.models import max_positions
@@ -74,8 +77,9 @@ def train_nls(
     if state == "done":
         return _load_finished(adapter, cfg.output_path)
     dataset, collator, data_stats = _encode(tokenizer, train_examples, cfg)  # load
+    distiller = _distiller(cfg, teacher, base_model, model)
     session = start(cfg, state)  # act
-    trainer, metrics = fit(model, dataset, collator, adapter, cfg, session, callbacks)
+    trainer, metrics = fit(model, dataset, collator, adapter, cfg, session, callbacks, distiller)
     result = _result(trainer, metrics, adapter.space, data_stats, cfg, session)
     if session.args.should_save:  # write
         _write_output(trainer, adapter, cfg, result)
@@ -102,6 +106,23 @@ def _super_adapter(
     if base_model is not None:
         adapter.base_model, adapter.base_model_path = base_model, local_spec_path(base_model)
     return adapter
+
+
+def _distiller(
+    cfg: TrainConfig, teacher: nn.Module | None, base_model: str | None, model: nn.Module
+) -> Distiller | None:
+    """The distillation state of ``cfg.distill`` (``None`` when off): ``teacher`` frozen, or
+    the teacher of :func:`teacher_spec` loaded on the student's device."""
+    if not cfg.distill:
+        return None
+    spec = None
+    if teacher is None:
+        spec = teacher_spec(base_model or cfg.model, cfg.teacher)
+        device = str(next(model.parameters()).device)
+        teacher = load_teacher(spec, cfg.teacher_adapter, cfg.dtype, device)
+    return Distiller(
+        freeze(teacher), cfg.distill_weight, cfg.distill_temperature, cfg.distill_hidden, spec
+    )
 
 
 def _load_finished(adapter: SuperAdapter, out: Path) -> TrainResult:
@@ -160,7 +181,26 @@ def _result(
             "min": space.adapter_parameters(space.minimal()),
         },
         **peak_memory(),
+        distill=_distill_record(trainer, cfg),
     )
+
+
+def _distill_record(trainer, cfg: TrainConfig) -> dict[str, Any] | None:
+    """The distillation settings and the first / last logged terms (``None`` without
+    ``--distill``)."""
+    if trainer.distiller is None:
+        return None
+    logged = [h for h in trainer.state.log_history if "kd" in h]
+    keys = ("ce", "kd", "hidden")
+    return {
+        "teacher": trainer.distiller.source,
+        "teacher_adapter": cfg.teacher_adapter,
+        "weight": cfg.distill_weight,
+        "temperature": cfg.distill_temperature,
+        "hidden_weight": cfg.distill_hidden,
+        "first": {k: logged[0][k] for k in keys if logged and k in logged[0]},
+        "final": {k: logged[-1][k] for k in keys if logged and k in logged[-1]},
+    }
 
 
 def _write_output(trainer, adapter: SuperAdapter, cfg: TrainConfig, result: TrainResult) -> None:
@@ -204,6 +244,8 @@ def run(cfg: TrainConfig) -> TrainResult:
         logger.info("%s is already complete (--resume): nothing to do", cfg.output_dir)
         return TrainResult.read(cfg.output_path)
     _check_model(cfg)
+    if cfg.distill:
+        teacher_spec(cfg.model, cfg.teacher)  # no teacher: fail before anything loads
     examples = load_train_examples(cfg)
     if not examples:
         raise ShearsError(f"data {cfg.data!r} holds no examples")

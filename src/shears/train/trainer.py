@@ -21,6 +21,8 @@ from transformers import Trainer, TrainerCallback
 
 from shears.adapters.elastic_lora import ElasticLoRALinear
 from shears.adapters.search_space import SearchSpace
+from shears.train.distill_loss import token_count
+from shears.train.teacher import Distiller
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +141,63 @@ def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 class NLSTrainer(Trainer):
     """``Trainer`` whose checkpoints hold only the trainable (adapter) tensors and which stops on a
-    non-finite loss before the optimizer can apply it."""
+    non-finite loss before the optimizer can apply it. With a ``distiller`` the loss mixes CE
+    with distillation from its frozen teacher, and ``ce`` / ``kd`` / ``hidden`` are logged with
+    ``loss``."""
+
+    def __init__(self, *args, distiller: Distiller | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.distiller = distiller
+        self._terms: dict[str, torch.Tensor] = {}  # summed since the last log
+        self._terms_step = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        d = self.distiller
+        if d is None or not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        feed = {**inputs, "output_hidden_states": True} if d.hidden > 0 else inputs
+        ce, out = super().compute_loss(model, feed, True, num_items_in_batch)
+        scale = self._token_scale(inputs["labels"], num_items_in_batch)
+        terms = {
+            k: v * scale
+            for k, v in d.terms(out, d.teacher_outputs(inputs), inputs["labels"]).items()
+        }
+        loss = d.combine(ce, terms)
+        self._record({"ce": ce, **terms}, num_items_in_batch)
+        return (loss, out) if return_outputs else loss
+
+    def _scaled_for_ga(self, num_items_in_batch) -> bool:
+        """Whether the CE of a micro-batch is already normalised over the accumulated batch."""
+        return bool(self.model_accepts_loss_kwargs and num_items_in_batch is not None)
+
+    def _token_scale(self, labels: torch.Tensor, num_items_in_batch) -> float:
+        """The factor that puts a per-token mean of this micro-batch on the CE's scale (its share
+        of the accumulated batch's tokens when the CE is normalised over them)."""
+        if not self._scaled_for_ga(num_items_in_batch):
+            return 1.0
+        scale = token_count(labels) / max(float(num_items_in_batch), 1.0)
+        if self.args.average_tokens_across_devices and self.args.n_gpu <= 1:
+            scale *= self.accelerator.num_processes // self.get_tp_size()
+        return scale
+
+    def _record(self, terms: dict[str, torch.Tensor], num_items_in_batch) -> None:
+        """Add this micro-batch's terms, on the scale of the logged loss."""
+        if not self._terms:
+            self._terms_step = self.state.global_step
+        div = (
+            1
+            if self._scaled_for_ga(num_items_in_batch)
+            else self.current_gradient_accumulation_steps
+        )
+        for k, v in terms.items():
+            self._terms[k] = self._terms.get(k, 0.0) + v.detach().float() / div
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if self._terms and "loss" in logs:
+            steps = max(self.state.global_step - self._terms_step, 1)
+            logs.update({k: round(float(v) / steps, 4) for k, v in self._terms.items()})
+            self._terms = {}
+        super().log(logs, start_time)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
