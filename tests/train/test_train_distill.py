@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).parent))
-from nls_worker import make_config, make_examples, make_model, make_tokenizer  # noqa: E402
+from nls_worker import PoisonAt, make_config, make_examples, make_model, make_tokenizer  # noqa: E402
 
 from shears.adapters import ElasticLoraConfig, SpaceConfig, elastic_layers  # noqa: E402
 from shears.artifacts import PRUNE_CONFIG  # noqa: E402
@@ -134,19 +134,6 @@ def test_distill_weight_changes_the_adapter(tok, tmp_path):
     assert any(not torch.allclose(runs["plain"][k], runs["w1"][k]) for k in runs["plain"])
 
 
-class StopAt(TrainerCallback):
-    """NaN in the adapter at optimizer step ``step`` (training stops, as if killed)."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_begin(self, args, state, control, model=None, **kwargs):
-        if state.global_step == self.step:
-            with torch.no_grad():
-                for layer in elastic_layers(model).values():
-                    layer.lora_A.fill_(float("nan"))
-
-
 def test_distill_resume_gives_the_uninterrupted_adapter(tok, tmp_path):
     cfg = dict(max_steps=6, save_steps=2, distill_hidden=0.5)
     train_nls(
@@ -156,7 +143,7 @@ def test_distill_resume_gives_the_uninterrupted_adapter(tok, tmp_path):
     with pytest.raises(ShearsError, match="checkpoint-4"):
         train_nls(
             make_model(tok), tok, make_examples(), _distill_config(tmp_path / "run", **cfg),
-            teacher=make_model(tok, seed=1), callbacks=[StopAt(4)],
+            teacher=make_model(tok, seed=1), callbacks=[PoisonAt(4)],
         )  # fmt: skip
     ckpt = tmp_path / "run" / "checkpoint-4"
     assert not any("teacher" in k for k in load_file(str(ckpt / "elastic_adapter.safetensors")))
