@@ -30,36 +30,34 @@ logger = logging.getLogger(__name__)
 
 
 def _preflight_model(plan: Plan) -> None:
-    """Prune targets, training groups and the search's start file against the base model's
-    structure (a weightless skeleton), before the first stage."""
+    """Training groups and the search's start file against the base model's structure (a
+    weightless skeleton), before the first stage. (Prune targets: :func:`shears.prune.run.check`.)"""
     from shears.adapters.search_space import SearchSpace
     from shears.adapters.select import SEARCH_START, resolve_sub_adapter
-    from shears.models import find_targets, model_skeleton
-    from shears.prune.run import check_pattern_fits
+    from shears.models import model_skeleton
 
     p = plan.prune
     skeleton = model_skeleton(p.model, p.gguf_file, p.trust_remote_code)
     if skeleton is None:
         return
-    check_pattern_fits(find_targets(skeleton, p.targets, p.ignore), p.nm)
     space = SearchSpace.build(skeleton, plan.train.adapter, plan.train.space)
     resolve_sub_adapter(plan.search.start, space, SEARCH_START)
 
 
 def _preflight_data(plan: Plan) -> None:
-    """Load (and so check) the training data (unless training is complete) and the test data
-    before any stage runs, so a missing file or field is reported first, not after pruning."""
+    """Load (and so check) the training, validation and test data before any stage runs, so a
+    missing file or field is reported first, not after pruning."""
     from shears.context import check_plan_context
     from shears.evaluate.suite import prepare_tasks
+    from shears.search.config import OBJECTIVE_FIELDS
     from shears.search.data import load_validation_examples, resolve_data_settings
     from shears.train.data import load_train_examples
 
     check_plan_context(plan)  # sequence lengths against the base model's positions
     if not load_train_examples(plan.train):
         raise ShearsError(f"task {plan.train.data!r} holds no training examples")
-    need = {"loss": ("output",), "math": ("answer",), "choice": ("choices",)}
     settings = resolve_data_settings(plan.search, TrainSettings.from_dict(to_dict(plan.train)))
-    load_validation_examples(settings, need[plan.search.objective])
+    load_validation_examples(settings, OBJECTIVE_FIELDS[plan.search.objective])
     first = next(iter(plan.evals.values()))
     prepare_tasks(first.task_specs(), first)
 
