@@ -12,12 +12,15 @@ from shears.search.evaluator import BudgetExhausted, CachedEvaluator, Evaluation
 from shears.search.evolutionary import evolutionary
 from shears.search.hill_climb import SearchOutcome, hill_climb
 from shears.search.random_search import random_search
+from shears.search.size_limit import check_reference_fits
 
 
-def reference_point(evaluator: CachedEvaluator, config: Config, score: bool) -> SearchOutcome:
-    """A fixed config (heuristic / min / max): evaluated once when ``score``, else not at all."""
+def reference_point(evaluator: CachedEvaluator, name: str, score: bool) -> SearchOutcome:
+    """The fixed config ``name`` (heuristic / min / max): evaluated once when ``score``, else not
+    at all; a ShearsError when it is over the evaluator's ``max_params`` (never projected)."""
     space = evaluator.space
-    config = space.validate(config)
+    check_reference_fits(space, name, evaluator.max_params)
+    config = space.named_config(name)
     if score:
         with contextlib.suppress(BudgetExhausted):  # budget >= 1: never raised
             evaluator(config)
@@ -62,4 +65,4 @@ def run_algorithm(
             seed=cfg.seed,
         )
     # heuristic / min / max
-    return reference_point(evaluator, space.named_config(cfg.algorithm), cfg.score_best)
+    return reference_point(evaluator, cfg.algorithm, cfg.score_best)

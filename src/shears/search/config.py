@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from shears.adapters.search_space import NAMED_CONFIGS
-from shears.config import field
+from shears.config import ADDED, field
 from shears.data.prompts import PROMPT_STYLES
 from shears.errors import ShearsError
 from shears.stage import ResumableConfig, SeededConfig
@@ -161,6 +161,13 @@ class SearchConfig(ResumableConfig, SeededConfig):
         True, help="evaluate the chosen configuration when the algorithm did not (heuristic)"
     )
     plots: bool = field(True, help="write search_progress.png and search_ranks.png")
+    max_params: int = field(
+        0,
+        help="search only sub-adapters with at most this many adapter parameters (0 = no "
+        "limit); hill-climbing starts from the largest uniform config within it when its start "
+        "is over it; heuristic/min/max over it are an error",
+        metadata=ADDED,
+    )
 
     def __post_init__(self) -> None:
         self.algorithm = algorithm_name(self.algorithm)
@@ -179,6 +186,8 @@ class SearchConfig(ResumableConfig, SeededConfig):
             raise ShearsError(
                 f"screen_top_k must be >= 0 (0 = exhaustive), got {self.screen_top_k}"
             )
+        if self.max_params < 0:
+            raise ShearsError(f"--max-params must be >= 0 (0 = no limit), got {self.max_params}")
         if self.population < 2:
             raise ShearsError(f"population must be >= 2, got {self.population}")
         if not 0 <= self.mutation_prob <= 1:

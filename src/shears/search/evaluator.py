@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 from shears.adapters.search_space import Config, SearchSpace
 from shears.config import same_spec
 from shears.errors import ShearsError
+from shears.search.size_limit import check_max_params, fits, project
 from shears.search.space_ops import config_key
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class CachedEvaluator:
     ``budget``: the most distinct configs evaluated (None = unlimited). ``log_path``: JSONL log;
     ``resume=True`` replays the records of an existing log (same ``fingerprint`` required).
     Scores are what the objective returns; algorithms compare :meth:`cost` (lower is better).
+    ``max_params`` (0 / None = no limit): a config with more adapter parameters is never evaluated
+    nor counted against ``budget``; its cost is +inf, and :meth:`best` never returns it.
     """
 
     def __init__(
@@ -73,10 +76,13 @@ class CachedEvaluator:
         log_path: str | Path | None = None,
         resume: bool = False,
         fingerprint: dict[str, Any] | None = None,
+        max_params: int | None = None,
     ) -> None:
         if budget is not None and budget < 1:
             raise ShearsError(f"budget must be >= 1 evaluation, got {budget}")
+        check_max_params(space, max_params)
         self.space = space
+        self.max_params = max_params or None
         self.objective = objective
         self.budget = budget
         self.maximize = bool(objective.maximize)
@@ -162,6 +168,18 @@ class CachedEvaluator:
         """True if ``config`` was evaluated in this run (free to ask again)."""
         return self.key(config) in self._cache
 
+    def fits(self, config: Config) -> bool:
+        """Whether ``config`` is within ``max_params`` (always, without a limit)."""
+        return fits(self.space, config, self.max_params)
+
+    def project(self, config: Config) -> Config:
+        """``config`` if it fits ``max_params``, else the largest uniform config that does."""
+        return project(self.space, config, self.max_params)
+
+    def worst_score(self) -> float:
+        """The score whose :meth:`cost` is +inf: what a config over ``max_params`` gets."""
+        return -math.inf if self.maximize else math.inf
+
     @property
     def n_evaluations(self) -> int:
         return len(self.history)
@@ -181,6 +199,8 @@ class CachedEvaluator:
         if hit is not None:
             return hit.score
         config = self.space.validate(config)
+        if not self.fits(config):  # never evaluated, cached or counted
+            return self.worst_score()
         if self.budget is not None and len(self.history) >= self.budget:
             raise BudgetExhausted
         params = self.space.adapter_parameters(config)
@@ -213,7 +233,8 @@ class CachedEvaluator:
         return self.cost(self(config))
 
     def best(self) -> Evaluation | None:
-        """Best evaluation so far (earliest on ties)."""
+        """Best evaluation so far (earliest on ties); always within ``max_params`` (only configs
+        that fit are evaluated)."""
         best = None
         for ev in self.history:
             if best is None or self.cost(ev.score) < self.cost(best.score):

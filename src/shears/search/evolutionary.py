@@ -4,6 +4,10 @@ Two objectives: the score (as a cost, lower is better) and the adapter's paramet
 are picked by binary tournament, children by uniform crossover and per-group mutation (one step
 up or down the width list), survivors by non-dominated sorting and crowding distance (NSGA-II)
 or by cost alone.
+
+With an adapter-size budget (the evaluator's ``max_params``) a config over it never enters the
+population (it is skipped, free, like one seen before), and the heuristic / maximal seeds of the
+first population are projected into the budget (:func:`shears.search.size_limit.project`).
 """
 
 from __future__ import annotations
@@ -126,6 +130,8 @@ class _Evolution:
             if k in self.seen:
                 continue
             self.seen.add(k)
+            if not self.evaluator.fits(c):
+                continue
             pts.append(self.point(c))
             new.append(c)
         return new, pts
@@ -161,7 +167,8 @@ def evolutionary(
 ) -> SearchOutcome:
     """Run (mu + lambda) with mu = lambda = ``population`` for up to ``generations``.
 
-    The first population holds the heuristic, maximal and minimal configs plus random ones.
+    The first population holds the heuristic, maximal and minimal configs (projected into the
+    evaluator's ``max_params``) plus random ones.
     ``mutation_prob`` per group defaults to 1 / number of groups.
     """
     evo = _Evolution(space, evaluator, seed, two_objectives)
@@ -169,7 +176,9 @@ def evolutionary(
     history: list[dict] = []
     stop = "generations"
     try:
-        seeds = [space.heuristic(), space.maximal(), space.minimal()]
+        seeds = [
+            evaluator.project(c) for c in (space.heuristic(), space.maximal(), space.minimal())
+        ]
         evo.pop, evo.pts = evo.fill(
             population, lambda: seeds.pop(0) if seeds else random_config(space, evo.rng)
         )

@@ -8,6 +8,11 @@ spent, or after ``patience`` turns in a row without a new best. Returns the best
 With ``screen_top_k > 0`` and an objective that can ``estimate`` (first-order screening), only the
 ``screen_top_k`` neighbours with the best estimates are evaluated exactly, plus any neighbour
 already evaluated (free).
+
+With an adapter-size budget (the evaluator's ``max_params``) the walk stays within it: neighbours
+over the budget are not candidates, and a start over it is first projected onto the largest
+uniform config that fits (every group at one width, tried from large to small; see
+:func:`shears.search.size_limit.project`), whatever the start's shape was.
 """
 
 from __future__ import annotations
@@ -67,6 +72,22 @@ def score_all(
     return scored, False
 
 
+def start_config(space: SearchSpace, evaluator: CachedEvaluator, start: Config | None) -> Config:
+    """``start`` (default: the heuristic), validated and projected into the evaluator's
+    ``max_params`` when over it."""
+    config = space.validate(start if start is not None else space.heuristic())
+    projected = evaluator.project(config)
+    if projected != config:
+        logger.info(
+            "the start has %d adapter parameters, over --max-params %d: starting at the largest "
+            "uniform config within it (%d)",
+            space.adapter_parameters(config),
+            evaluator.max_params,
+            space.adapter_parameters(projected),
+        )
+    return projected
+
+
 def hill_climb(
     space: SearchSpace,
     evaluator: CachedEvaluator,
@@ -76,7 +97,7 @@ def hill_climb(
     screen_top_k: int = 0,
 ) -> SearchOutcome:
     """Run hill-climbing; see the module docstring. ``patience=0``: never stop early."""
-    current = space.validate(start if start is not None else space.heuristic())
+    current = start_config(space, evaluator, start)
     visited = {config_key(space, current)}
     trajectory: list[dict] = []
     try:
@@ -87,7 +108,11 @@ def hill_climb(
     best_cost, stale, stop = cur_cost, 0, "turns"
     for turn in range(1, max_turns + 1):
         evaluator.set_anchor(current)
-        cands = [c for _, _, c in neighbours(space, current) if config_key(space, c) not in visited]
+        cands = [
+            c
+            for _, _, c in neighbours(space, current)
+            if config_key(space, c) not in visited and evaluator.fits(c)
+        ]
         if not cands:
             stop = "no unvisited neighbour"
             break

@@ -1,5 +1,8 @@
 """Random search: uniform, independent widths per group, seeded; every sample costs one
-evaluation unless it was seen before."""
+evaluation unless it was seen before. Samples over the evaluator's ``max_params`` are skipped (free,
+but each counts as a draw, so the draws stay bounded); if none fits, the heuristic projected into
+the budget (:func:`shears.search.size_limit.project`) is evaluated instead, so that there is a
+result."""
 
 from __future__ import annotations
 
@@ -24,10 +27,12 @@ def random_search(
             draws += 1
             c = random_config(space, rng)
             k = evaluator.key(c)
-            if k in seen:
+            if k in seen or not evaluator.fits(c):
                 continue
             seen.add(k)
             evaluator(c)
+        if evaluator.best() is None:  # no sample within max_params
+            evaluator(evaluator.project(space.heuristic()))
     except BudgetExhausted:
         return SearchOutcome(evaluator.best(), "budget")
     return SearchOutcome(evaluator.best(), "samples")

@@ -73,13 +73,15 @@ class SearchResult:
     """Every field of ``search_results.json``, in its order.
 
     ``best``: the best evaluation (``None`` when nothing was evaluated; its score ``None`` when it
-    was not scored); ``history``: every evaluation in order; ``settings``: the SearchConfig.
+    was not scored); ``history``: every evaluation in order; ``settings``: the SearchConfig;
+    ``max_params``: the adapter-size budget every evaluated config is within (0 = no limit).
     """
 
     algorithm: str
     objective: str
     maximize: bool
     budget: int | None
+    max_params: int
     evaluations: int
     objective_calls: int
     resumed_evaluations: int
@@ -117,6 +119,7 @@ class SearchResult:
             objective=evaluator.objective.name,
             maximize=evaluator.maximize,
             budget=evaluator.budget,
+            max_params=evaluator.max_params or 0,
             evaluations=evaluator.n_evaluations,
             objective_calls=evaluator.objective_calls,
             resumed_evaluations=sum(e.resumed for e in evaluator.history),

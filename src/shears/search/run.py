@@ -1,8 +1,8 @@
 """The search stage, ``run(cfg)`` (``shears.search.run_search``): check the inputs, load the model
 with its super-adapter, search, write results, log and plots.
 
-Output folder: ``search_results.json`` (algorithm, objective, budget, every evaluated config with
-its score and adapter size, ``best`` = {config, score, adapter_parameters}, time),
+Output folder: ``search_results.json`` (algorithm, objective, budget, max_params, every evaluated
+config with its score and adapter size, ``best`` = {config, score, adapter_parameters}, time),
 ``search_log.jsonl`` (one line per evaluation: a killed search resumes from it),
 ``search_progress.png`` and ``search_ranks.png``.
 """
@@ -46,6 +46,7 @@ from shears.search.algorithms import run_algorithm
 from shears.search.config import OBJECTIVE_FIELDS, AlgorithmConfig, SearchConfig
 from shears.search.evaluator import CachedEvaluator, Objective
 from shears.search.result import SearchResult, SearchSetup
+from shears.search.size_limit import check_max_params, check_reference_fits
 from shears.utils import peak_memory
 
 logger = logging.getLogger(__name__)
@@ -131,6 +132,13 @@ class SearchPlan:
         return {k: v for k, v in self.settings.items() if k != "from_training"}
 
 
+def check_size_limit(cfg: SearchConfig, space: SearchSpace) -> None:
+    """``--max-params`` must admit the minimal config, and a reference point itself."""
+    check_max_params(space, cfg.max_params)
+    if cfg.algorithm in ("heuristic", "min", "max"):
+        check_reference_fits(space, cfg.algorithm, cfg.max_params)
+
+
 def check(cfg: SearchConfig) -> SearchPlan:
     """Every check that needs no weights, the cheap ones first; then the validation examples."""
     from shears.adapters.io import SuperAdapter, warn_if_other_base
@@ -144,6 +152,7 @@ def check(cfg: SearchConfig) -> SearchPlan:
     space = SearchSpace.load(cfg.space, "--space file") if cfg.space else adapter_space
     if cfg.space:
         check_space_fits(space, adapter_space, f" {cfg.space!r}")
+    check_size_limit(cfg, space)
     start = resolve_sub_adapter(cfg.start, space, SEARCH_START).config
     check_output(  # the output folder first: a refusal costs nothing (prepare_output claims it)
         cfg.output_dir,
@@ -230,6 +239,7 @@ def fingerprint(cfg: SearchConfig, plan: SearchPlan, objective: Objective) -> di
         **plan.data,
         "batch_size": cfg.batch_size if cfg.objective != "loss" else None,
         "max_new_tokens": cfg.max_new_tokens if cfg.objective == "math" else None,
+        **({"max_params": cfg.max_params} if cfg.max_params else {}),  # old logs: no key
     }
 
 
@@ -269,14 +279,16 @@ def _search(cfg: SearchConfig, plan: SearchPlan, out: Path, t0: float) -> Search
         log,
         resume=cfg.resume,
         fingerprint=fingerprint(cfg, plan, objective),
+        max_params=cfg.max_params,
     )
     logger.info(
-        "searching %d groups (%s) with %s on %s, budget %d",
+        "searching %d groups (%s) with %s on %s, budget %d%s",
         len(space.groups),
         "widths " + str(space.groups[0].widths),
         cfg.algorithm,
         objective.name,
         cfg.budget,
+        f", at most {cfg.max_params} adapter parameters" if cfg.max_params else "",
     )
     outcome = run_algorithm(evaluator, AlgorithmConfig.of(cfg), start=plan.start)
     elapsed = time.perf_counter() - t0
