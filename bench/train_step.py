@@ -8,10 +8,15 @@ from other processes hits them alike; the median over rounds is reported, as JSO
     nls_random  a new sampled sub-adapter every step (what NLS training does)
     nls_max     elastic layers fixed at r_max;  peft_max  PEFT LoRA r = r_max
     nls_min     elastic layers fixed at the smallest width;  peft_min  PEFT LoRA r = min width
-    nls_distill  nls_random + distillation from the frozen dense model (logit KD, w 0.5, T 2)
+    nls_distill  nls_random + distillation from the frozen dense model (logit KD, w 0.5, T 2),
+                 both output heads applied at the CE tokens only (``Distiller.student_loss``)
     nls_distill_hidden  the same + the normalised hidden-state loss (--distill-hidden 1)
+    nls_distill_teacher  the student's full logits (its model's own loss), the teacher gathered
+    nls_distill_full  the full-logit path of both (``Distiller(gather=False)``, the old one)
 
-Run: ``python bench/train_step.py --batch 2 --seq 128 --rounds 5``.
+``--answer-frac f`` puts the loss on the last ``f`` of each row only (labels -100 before it, like
+answer-only training); ``--modes`` runs a subset. Run:
+``python bench/train_step.py --batch 2 --seq 128 --rounds 5``.
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--dtype", default="float32")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--out", default="", help="also write the JSON here")
+    p.add_argument(
+        "--answer-frac", type=float, default=1.0,
+        help="fraction of each row (its end) that carries the loss; 1 = every token",
+    )  # fmt: skip
+    p.add_argument("--modes", default="", help="comma-separated modes to run (default: all)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -74,7 +84,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(0, model.config.vocab_size, (a.batch, a.seq), generator=gen).to(dev)
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+    labels = ids.clone()
+    labels[:, : a.seq - max(1, round(a.seq * a.answer_frac))] = -100
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
 
     nls_params = [p for p in model.parameters() if p.requires_grad]
     opt_nls = torch.optim.AdamW(nls_params, lr=1e-4)
@@ -104,13 +116,18 @@ def main(argv: list[str] | None = None) -> dict:
 
         return run
 
-    def distill_step(d: Distiller):
+    def distill_step(d: Distiller, student_gather: bool = True):
         def run():
             space.apply(layers, sampled())
             opt_nls.zero_grad(set_to_none=True)
-            out = model(**batch, output_hidden_states=d.hidden > 0)
+            step = d.student_loss(model, batch) if student_gather else None
+            if step is None:
+                out = model(**batch, output_hidden_states=d.hidden > 0)
+                ce = out.loss
+            else:
+                ce, out = step
             terms = d.terms(out, d.teacher_outputs(batch), batch["labels"])
-            d.combine(out.loss, terms).backward()
+            d.combine(ce, terms).backward()
             opt_nls.step()
 
         return run
@@ -127,7 +144,15 @@ def main(argv: list[str] | None = None) -> dict:
         "peft_min": peft_step("min"),
         "nls_distill": distill_step(Distiller(teacher, 0.5, 2.0, 0.0)),
         "nls_distill_hidden": distill_step(Distiller(teacher, 0.5, 2.0, 1.0)),
+        "nls_distill_teacher": distill_step(Distiller(teacher, 0.5, 2.0, 0.0), False),
+        "nls_distill_full": distill_step(Distiller(teacher, 0.5, 2.0, 0.0, gather=False)),
     }
+    if a.modes:
+        wanted = a.modes.split(",")
+        unknown = sorted(set(wanted) - set(modes))
+        if unknown:
+            p.error(f"unknown modes {unknown}; known: {sorted(modes)}")
+        modes = {m: fn for m, fn in modes.items() if m in wanted}
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times: dict[str, list[float]] = {m: [] for m in modes}
     for i in range(a.warmup + a.rounds):
@@ -150,17 +175,23 @@ def main(argv: list[str] | None = None) -> dict:
         "warmup": a.warmup,
         "widths": widths,
         "adapter_modules": len(space.modules),
+        "answer_frac": a.answer_frac,
+        "label_tokens": int((labels[:, 1:] != -100).sum()),
         "median_step_s": {m: round(v, 4) for m, v in med.items()},
         "all_step_s": {m: [round(v, 4) for v in t] for m, t in times.items()},
         "ratios": {
-            "nls_random / peft_max": round(med["nls_random"] / med["peft_max"], 3),
-            "nls_max / peft_max": round(med["nls_max"] / med["peft_max"], 3),
-            "nls_min / peft_min": round(med["nls_min"] / med["peft_min"], 3),
-            "nls_random / peft_min": round(med["nls_random"] / med["peft_min"], 3),
-            "nls_distill / nls_random": round(med["nls_distill"] / med["nls_random"], 3),
-            "nls_distill_hidden / nls_random": round(
-                med["nls_distill_hidden"] / med["nls_random"], 3
-            ),
+            f"{x} / {y}": round(med[x] / med[y], 3)
+            for x, y in (
+                ("nls_random", "peft_max"),
+                ("nls_max", "peft_max"),
+                ("nls_min", "peft_min"),
+                ("nls_random", "peft_min"),
+                ("nls_distill", "nls_random"),
+                ("nls_distill_hidden", "nls_random"),
+                ("nls_distill_teacher", "nls_random"),
+                ("nls_distill_full", "nls_random"),
+            )
+            if x in med and y in med
         },
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -155,8 +155,18 @@ class NLSTrainer(Trainer):
         d = self.distiller
         if d is None or not model.training:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        feed = {**inputs, "output_hidden_states": True} if d.hidden > 0 else inputs
-        ce, out = super().compute_loss(model, feed, True, num_items_in_batch)
+        step = None
+        if self.label_smoother is None and self.compute_loss_func is None:
+            # the student's output head at the CE tokens only (None: a wrapped model or a logit
+            # quirk, which take the model's own full-logit loss below)
+            n = num_items_in_batch if self.model_accepts_loss_kwargs else None
+            step = d.student_loss(model, inputs, n)
+        if step is None:
+            feed = {**inputs, "output_hidden_states": True} if d.hidden > 0 else inputs
+            ce, out = super().compute_loss(model, feed, True, num_items_in_batch)
+        else:
+            ce, out = step
+            ce = ce * self._device_scale(num_items_in_batch)
         scale = self._token_scale(inputs["labels"], num_items_in_batch)
         terms = {
             k: v * scale
@@ -165,6 +175,17 @@ class NLSTrainer(Trainer):
         loss = d.combine(ce, terms)
         self._record({"ce": ce, **terms}, num_items_in_batch)
         return (loss, out) if return_outputs else loss
+
+    def _device_scale(self, num_items_in_batch) -> int:
+        """The factor Trainer.compute_loss applies to the model's own loss when tokens are
+        averaged across devices (1 otherwise), for the CE computed here from gathered logits."""
+        if not (
+            self.args.average_tokens_across_devices and self._scaled_for_ga(num_items_in_batch)
+        ):
+            return 1
+        if self.args.n_gpu > 1:
+            return self.args.n_gpu
+        return self.accelerator.num_processes // self.get_tp_size()
 
     def _scaled_for_ga(self, num_items_in_batch) -> bool:
         """Whether the CE of a micro-batch is already normalised over the accumulated batch."""
