@@ -78,6 +78,7 @@ SCALE: dict[str, Any] = {
         "data_seed": 0,
     },
     "eval": {"limit": 200, "max_new_tokens": 16, "batch_size": 32, "seed": 0, "progress": False},
+    "sparsities": [0.4, 0.5],
     "val_limit": 100,  # validation examples of the recipe check and per-variant val accuracy
     "pareto_ranks": [16, 24],  # fixed-rank LoRAs besides r_max
     # hill-climbing budgets of the Pareto front, as sub-adapters: {module kind: rank}
@@ -244,8 +245,9 @@ def pareto_start(model: str, rank_of: dict[str, int]) -> tuple[dict[str, int], i
     return out, space.adapter_parameters(out)
 
 
-def cell_units(p: Planner, task: str, sp: float, seed: int, recipe: str, extras: bool) -> None:
-    """The units of one (task, sparsity, seed) cell."""
+def cell_units(p: Planner, task: str, sp: float, seed: int, recipe: str, part: str) -> None:
+    """The units of one (task, sparsity, seed) cell: ``part`` core (sparse LoRA, Shears, Shears +
+    distill) or extras (sparse LoRA + distill, Shears on OWL, the Pareto front)."""
     base = p.prune(sp)
     cell = f"{task}/{recipe}/{_sp(sp)}/seed{seed}"
 
@@ -260,17 +262,17 @@ def cell_units(p: Planner, task: str, sp: float, seed: int, recipe: str, extras:
         steps += [s, p.evaluate(f"{cell}/{kind}/eval_hill_climbing", task, base, t, s, reads=(s,))]
         p.unit(f"{kind}/{cell}", steps)
 
-    def lora_unit(kind: str, base: str | None, rank: int = 32, **kw) -> None:
-        space = {**SCALE["space"], "widths": [rank]}
+    def lora_unit(kind: str, base: str | None, rank: int | None = None, **kw) -> None:
+        space = {**SCALE["space"], "widths": [rank or max(SCALE["space"]["widths"])]}
         t = p.train(f"{cell}/{kind}/train", task, recipe, seed, base, space=space, **kw)
         steps = [t, p.evaluate(f"{cell}/{kind}/eval_val", task, base, t, "max", "validation")]
         steps.append(p.evaluate(f"{cell}/{kind}/eval", task, base, t, "max"))
         p.unit(f"{kind}/{cell}", steps)
 
-    lora_unit("lora_pruned", base)
-    nls_unit("shears", base)
-    nls_unit("distill", base, **SCALE["distill"])
-    if not extras:
+    if part == "core":
+        lora_unit("lora_pruned", base)
+        nls_unit("shears", base)
+        nls_unit("distill", base, **SCALE["distill"])
         return
     lora_unit("lora_pruned_distill", base, **SCALE["distill"])
     nls_unit("owl", p.prune(sp, owl=True))
@@ -295,9 +297,10 @@ def cell_units(p: Planner, task: str, sp: float, seed: int, recipe: str, extras:
 
 def plan(out: Path, device: str, seeds: list[int], recipes: dict[str, str]) -> Planner:
     """Every unit, in priority order: pruning and the untuned bases; the recipe check; then per
-    seed every cell (seed 0's extras right after seed 0)."""
+    seed the core of every cell (the recipe-check cells first, each task's dense LoRA before its
+    first cell), then the extras cell."""
     p = Planner(out, device)
-    sparsities = (0.4, 0.5)
+    sparsities = SCALE["sparsities"]
     for sp in sparsities:
         p.unit(f"prune/{_sp(sp)}", [p.prune(sp)])
     ex_task, ex_sp = SCALE["extras_cell"]
@@ -317,16 +320,23 @@ def plan(out: Path, device: str, seeds: list[int], recipes: dict[str, str]) -> P
                 f"{cell}/shears/eval_val_heuristic", task, p.prune(sp), t, split="validation"
             )
             p.unit(f"recipe/{task}/{recipe}", [t, ev])
+    first = list(SCALE["recipe_cells"].items())
+    cells = first + [(t, sp) for t in recipes for sp in sparsities if (t, sp) not in first]
+    r_max = max(SCALE["space"]["widths"])
     for seed in seeds:
-        for task, recipe in recipes.items():
-            t = p.train(f"{task}/{recipe}/dense/seed{seed}/lora_dense/train", task, recipe, seed,
-                        None, space={**SCALE["space"], "widths": [32]})  # fmt: skip
-            d = f"{task}/{recipe}/dense/seed{seed}/lora_dense"
-            ev = [p.evaluate(f"{d}/eval_val", task, None, t, "max", "validation")]
-            ev.append(p.evaluate(f"{d}/eval", task, None, t, "max"))
-            p.unit(f"lora_dense/{task}/{recipe}/seed{seed}", [t, *ev])
-            for sp in sparsities:
-                cell_units(p, task, sp, seed, recipe, (task, sp) == (ex_task, ex_sp))
+        for task, sp in cells:
+            if task not in recipes:
+                continue
+            recipe, d = recipes[task], f"{task}/{recipes[task]}/dense/seed{seed}/lora_dense"
+            if f"lora_dense/{task}/{recipe}/seed{seed}" not in p.units:
+                t = p.train(f"{d}/train", task, recipe, seed, None,
+                            space={**SCALE["space"], "widths": [r_max]})  # fmt: skip
+                ev = [p.evaluate(f"{d}/eval_val", task, None, t, "max", "validation")]
+                ev.append(p.evaluate(f"{d}/eval", task, None, t, "max"))
+                p.unit(f"lora_dense/{task}/{recipe}/seed{seed}", [t, *ev])
+            cell_units(p, task, sp, seed, recipe, "core")
+        if ex_task in recipes:
+            cell_units(p, ex_task, ex_sp, seed, recipes[ex_task], "extras")
     return p
 
 
@@ -456,6 +466,11 @@ def schedule(p: Planner, names: list[str], results: Path, jobs: int, threads: in
     done = {n for n, u in p.units.items() if _done(results, u)}
     todo = [n for n in names if n not in done]
     logger.info("%d units to run, %d already done", len(todo), len(names) - len(todo))
+    if jobs == 1:  # in this process, in priority order (needs come first)
+        for n in todo:
+            _job(p.out, results, p.units[n], threads)
+            logger.info("unit %s done", n)
+        return
     running: dict[Any, str] = {}
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(jobs, ctx, _worker_init, (threads,)) as pool:

@@ -1,0 +1,336 @@
+"""Tables, paired differences, plots and one JSON from the unit summaries of bench/ablation.py.
+
+Reads ``docs/results/ablation/units/*.json`` (whatever has landed: a partial study gives partial
+tables, with n per cell) and writes, next to them, ``ablation_results.json``,
+``ablation_tables.md``, ``ablation_<task>.png`` and ``ablation_pareto.png``.
+
+    .venv/bin/python bench/ablation_report.py [--results docs/results/ablation]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results" / "ablation"
+SEEDS = (0, 1, 2)
+
+# variant -> the eval step under the cell folder (``{task}/{recipe}/{sp}/seed{n}/``)
+CELL_EVALS = {
+    "lora_pruned": "lora_pruned/eval",
+    "shears_heuristic": "shears/eval_heuristic",
+    "shears_hill_climbing": "shears/eval_hill_climbing",
+    "distill_heuristic": "distill/eval_heuristic",
+    "distill_hill_climbing": "distill/eval_hill_climbing",
+    "lora_pruned_distill": "lora_pruned_distill/eval",
+    "owl_heuristic": "owl/eval_heuristic",
+    "owl_hill_climbing": "owl/eval_hill_climbing",
+}
+LABELS = {
+    "dense_base": "dense base (untuned)",
+    "lora_dense": "dense + LoRA r32",
+    "pruned_base": "sparse base (untuned)",
+    "lora_pruned": "sparse + LoRA r32",
+    "shears_heuristic": "Shears, heuristic",
+    "shears_hill_climbing": "Shears, hill-climbing",
+    "distill_heuristic": "Shears + distill, heuristic",
+    "distill_hill_climbing": "Shears + distill, hill-climbing",
+    "lora_pruned_distill": "sparse + LoRA r32 + distill",
+    "owl_heuristic": "Shears on OWL base, heuristic",
+    "owl_hill_climbing": "Shears on OWL base, hill-climbing",
+}
+PAIRS = (
+    ("shears_hill_climbing", "lora_pruned"),
+    ("shears_heuristic", "lora_pruned"),
+    ("shears_hill_climbing", "shears_heuristic"),
+    ("distill_heuristic", "shears_heuristic"),
+    ("distill_hill_climbing", "shears_hill_climbing"),
+    ("distill_hill_climbing", "lora_pruned"),
+    ("lora_pruned_distill", "lora_pruned"),
+    ("owl_heuristic", "shears_heuristic"),
+    ("owl_hill_climbing", "shears_hill_climbing"),
+    ("lora_dense", "shears_hill_climbing"),
+    ("lora_dense", "distill_hill_climbing"),
+)
+# the Pareto front: super-adapter sub-adapters and fixed-rank LoRAs (eval step under the cell)
+PARETO_SUPER = {
+    "min": "pareto/eval_min",
+    "budget ~60 %": "pareto/eval_b60",
+    "heuristic": "shears/eval_heuristic",
+    "hill-climbing": "shears/eval_hill_climbing",
+    "budget ~85 %": "pareto/eval_b85",
+    "max": "pareto/eval_max",
+}
+
+
+def pareto_loras(scale: dict) -> dict[str, str]:
+    """The fixed-rank LoRAs of the front: ``{"r16": unit kind, ...}``; r_max is ``lora_pruned``."""
+    loras = {f"r{r}": f"lora_r{r}" for r in scale["pareto_ranks"]}
+    return {**loras, f"r{max(scale['space']['widths'])}": "lora_pruned"}
+
+
+def stats(values: list[float]) -> dict[str, Any]:
+    """Mean, standard error (n > 1), n, the values; and the sign count of a difference."""
+    n = len(values)
+    mean = sum(values) / n if n else None
+    stderr = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n) if n > 1 else None
+    signs = {
+        "positive": sum(v > 1e-9 for v in values),
+        "zero": sum(abs(v) <= 1e-9 for v in values),
+        "negative": sum(v < -1e-9 for v in values),
+    }
+    return {"mean": mean, "stderr": stderr, "n": n, "values": values, "signs": signs}
+
+
+def load_steps(results: Path) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Every step record of every landed unit (``{step name: record}``), and the units."""
+    steps, units = {}, {}
+    for f in sorted((results / "units").glob("*.json")):
+        u = json.loads(f.read_text())
+        units[u["unit"]] = u
+        steps.update(u["steps"])
+    return steps, units
+
+
+def _acc(steps: dict, name: str) -> float | None:
+    rec = steps.get(name)
+    return None if rec is None else rec.get("accuracy")
+
+
+def cell_table(steps: dict, task: str, recipe: str, sp: str) -> dict[str, Any]:
+    """Per variant of one task and sparsity: per-seed test accuracy and mean +- stderr."""
+    rows: dict[str, Any] = {}
+    per_seed: dict[str, dict[int, float]] = {}
+    for variant, tail in CELL_EVALS.items():
+        per_seed[variant] = {
+            s: a
+            for s in SEEDS
+            if (a := _acc(steps, f"{task}/{recipe}/{sp}/seed{s}/{tail}")) is not None
+        }
+    per_seed["lora_dense"] = {
+        s: a
+        for s in SEEDS
+        if (a := _acc(steps, f"{task}/{recipe}/dense/seed{s}/lora_dense/eval")) is not None
+    }
+    for name, base in (
+        ("dense_base", f"{task}/bases/dense"),
+        ("pruned_base", f"{task}/bases/{sp}"),
+    ):
+        a = _acc(steps, base)
+        rows[name] = {"label": LABELS[name], "accuracy": stats([] if a is None else [a])}
+    for variant, accs in per_seed.items():
+        rows[variant] = {
+            "label": LABELS[variant],
+            "accuracy": stats(list(accs.values())),
+            "per_seed": accs,
+        }
+    paired = {}
+    for a, b in PAIRS:
+        common = sorted(set(per_seed[a]) & set(per_seed[b]))
+        paired[f"{a} - {b}"] = stats([per_seed[a][s] - per_seed[b][s] for s in common])
+    return {"variants": rows, "paired_differences": paired}
+
+
+def pareto(
+    steps: dict, units: dict, scale: dict, task: str, recipe: str, sp: str
+) -> dict[str, Any]:
+    """Test accuracy against adapter parameters: the super-adapter's sub-adapters and the
+    fixed-rank LoRAs, with the training core-seconds of each side."""
+
+    def points(names: dict[str, str], fmt: str) -> dict[str, Any]:
+        out = {}
+        for label, tail in names.items():
+            recs = [
+                steps.get(f"{task}/{recipe}/{sp}/seed{s}/{fmt.format(tail=tail)}") for s in SEEDS
+            ]
+            recs = [r for r in recs if r and r.get("accuracy") is not None]
+            if recs:
+                out[label] = {
+                    "adapter_parameters": stats([r["adapter_parameters"] for r in recs])["mean"],
+                    "accuracy": stats([r["accuracy"] for r in recs]),
+                }
+        return out
+
+    def train_core_s(kind: str) -> list[float]:
+        vals = []
+        for s in SEEDS:
+            u = units.get(f"{kind}/{task}/{recipe}/{sp}/seed{s}") or units.get(
+                f"recipe/{task}/{recipe}"
+            )
+            rec = steps.get(f"{task}/{recipe}/{sp}/seed{s}/{kind}/train")
+            if rec and rec.get("train_runtime_s") and u:
+                vals.append(rec["train_runtime_s"] * u.get("threads", 1))
+        return vals
+
+    loras = pareto_loras(scale)
+    lora_core = [sum(x) for x in zip(*(train_core_s(k) for k in loras.values()), strict=False)]
+    return {
+        "super_adapter": points(PARETO_SUPER, "{tail}"),
+        "lora": points({k: f"{v}/eval" for k, v in loras.items()}, "{tail}"),
+        "train_core_s": {
+            "super_adapter (one NLS training)": stats(train_core_s("shears")),
+            f"LoRA {' + '.join(loras)} ({len(loras)} trainings)": stats(lora_core),
+        },
+    }
+
+
+def recipe_check(steps: dict, settings: dict) -> dict[str, Any]:
+    out = {}
+    for task, sp in settings["scale"]["recipe_cells"].items():
+        out[task] = {
+            r: _acc(steps, f"{task}/{r}/s{round(sp * 100)}/seed0/shears/eval_val_heuristic")
+            for r in ("pa", "ao")
+        }
+    return out
+
+
+def _fmt(a: dict, pct: bool = True, sign: bool = False) -> str:
+    if a["mean"] is None:
+        return "n/a"
+    k = 100 if pct else 1
+    m = f"{k * a['mean']:+.1f}" if sign else f"{k * a['mean']:.1f}"
+    err = "" if a["stderr"] is None else f" ± {k * a['stderr']:.1f}"
+    extra = ""
+    if sign and a["n"]:
+        s = a["signs"]
+        extra = f", {s['positive']}+/{s['zero']}=/{s['negative']}−"
+    return f"{m}{err} (n={a['n']}{extra})"
+
+
+def render(report: dict) -> str:
+    sps = report["sparsities"]
+    lines = ["## Recipe check (validation accuracy of the NLS heuristic, seed 0)", ""]
+    lines += ["| task | prompt + answer | answer only | chosen |", "|---|---|---|---|"]
+    for task, accs in report["recipe_check"].items():
+        cells = [("n/a" if v is None else f"{100 * v:.1f}") for v in accs.values()]
+        lines.append(f"| {task} | {' | '.join(cells)} | {report['recipes'].get(task, '-')} |")
+    for task, table in report["tables"].items():
+        lines += ["", f"## {task}: test accuracy (%)", ""]
+        head = " | ".join(f"{sp[1:]} %" for sp in sps)
+        lines += [f"| variant | {head} |", "|---|" + "---|" * len(sps)]
+        for v in table[sps[0]]["variants"]:
+            cells = [_fmt(table[sp]["variants"][v]["accuracy"]) for sp in sps]
+            lines.append(f"| {LABELS[v]} | {' | '.join(cells)} |")
+        lines += ["", "Paired differences (same seed), points (wins+/ties=/losses−):", ""]
+        lines += [f"| a − b | {head} |", "|---|" + "---|" * len(sps)]
+        for a, b in PAIRS:
+            cells = [_fmt(table[sp]["paired_differences"][f"{a} - {b}"], sign=True) for sp in sps]
+            if all(c == "n/a" for c in cells):
+                continue
+            lines.append(f"| {LABELS[a]} − {LABELS[b]} | {' | '.join(cells)} |")
+    for cell, front in report["pareto"].items():
+        lines += ["", f"## Pareto front ({cell}): test accuracy vs adapter parameters", ""]
+        lines += ["| adapter | parameters (M) | accuracy (%) |", "|---|---:|---|"]
+        for side, pts in (("super-adapter", front["super_adapter"]), ("LoRA", front["lora"])):
+            for label, pt in sorted(pts.items(), key=lambda kv: kv[1]["adapter_parameters"]):
+                m = pt["adapter_parameters"] / 1e6
+                lines.append(f"| {side}: {label} | {m:.2f} | {_fmt(pt['accuracy'])} |")
+        for side, st in front["train_core_s"].items():
+            lines.append(f"\nTraining core-seconds, {side}: {_fmt(st, pct=False)}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files, sps = [], report["sparsities"]
+    for task, table in report["tables"].items():
+        variants = [v for v in table[sps[0]]["variants"] if any(
+            table[sp]["variants"][v]["accuracy"]["n"] for sp in sps)]  # fmt: skip
+        fig, ax = plt.subplots(figsize=(9, 4))
+        width = 0.8 / max(1, len(variants))
+        colors = plt.get_cmap("tab20").colors
+        for j, v in enumerate(variants):
+            accs = [table[sp]["variants"][v]["accuracy"] for sp in sps]
+            xs = [i + (j - (len(variants) - 1) / 2) * width for i in range(len(sps))]
+            ax.bar(xs, [100 * (a["mean"] or 0) for a in accs], width,
+                   yerr=[100 * (a["stderr"] or 0) for a in accs], capsize=2,
+                   label=LABELS[v], color=colors[j % len(colors)])  # fmt: skip
+        ax.set_xticks(range(len(sps)), [f"{sp[1:]} % sparsity" for sp in sps])
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{task}, 2.5 epochs (mean ± stderr over seeds)", fontsize=9)
+        ax.legend(fontsize=6, ncol=2)
+        files.append(_save(fig, out / f"ablation_{task}.png"))
+    for cell, front in report["pareto"].items():
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for side, pts, marker in (("super-adapter (one training)", front["super_adapter"], "o"),
+                                  ("fixed-rank LoRA (one training each)", front["lora"], "s")):  # fmt: skip
+            items = sorted(pts.items(), key=lambda kv: kv[1]["adapter_parameters"])
+            xs = [p["adapter_parameters"] / 1e6 for _, p in items]
+            ys = [100 * p["accuracy"]["mean"] for _, p in items]
+            es = [100 * (p["accuracy"]["stderr"] or 0) for _, p in items]
+            ax.errorbar(xs, ys, yerr=es, marker=marker, capsize=2, label=side)
+            for (label, _), x, y in zip(items, xs, ys, strict=True):
+                ax.annotate(label, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        core = front["train_core_s"]
+        txt = "; ".join(f"{k}: {v['mean']:.0f} core-s" for k, v in core.items() if v["mean"])
+        ax.set_xlabel("adapter parameters (M)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{cell}\n{txt}", fontsize=7)
+        ax.legend(fontsize=7)
+        files.append(_save(fig, out / "ablation_pareto.png"))
+    return files
+
+
+def _save(fig, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return str(path)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--results", default=str(RESULTS), help="bench/ablation.py --results folder")
+    a = ap.parse_args(argv)
+    results = Path(a.results)
+    settings = json.loads((results / "settings.json").read_text())
+    steps, units = load_steps(results)
+    recipes = settings.get("recipes") or {}
+    ex_task, ex_sp = settings["scale"]["extras_cell"]
+    sps = [f"s{round(x * 100)}" for x in settings["scale"]["sparsities"]]
+    tables = {t: {sp: cell_table(steps, t, r, sp) for sp in sps} for t, r in recipes.items()}
+    fronts = {}
+    if ex_task in recipes:
+        sp = f"s{round(ex_sp * 100)}"
+        fronts[f"{ex_task} at {round(ex_sp * 100)} %"] = pareto(
+            steps, units, settings["scale"], ex_task, recipes[ex_task], sp
+        )
+    report = {
+        "settings": settings,
+        "sparsities": sps,
+        "recipes": recipes,
+        "recipe_check": recipe_check(steps, settings),
+        "tables": tables,
+        "pareto": fronts,
+        "units_landed": sorted(units),
+        "compute": {
+            "unit_wall_s": {n: u.get("unit_wall_s") for n, u in units.items()},
+            "total_core_s": round(
+                sum((u.get("unit_wall_s") or 0) * u.get("threads", 1) for u in units.values()), 1
+            ),
+        },
+    }
+    from shears.utils import atomic_write_json, atomic_write_text
+
+    report["plots"] = plot(report, results) if tables else []
+    atomic_write_json(results / "ablation_results.json", report)
+    text = render(report)
+    atomic_write_text(results / "ablation_tables.md", text)
+    print(text)
+    return report
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,122 @@
+"""bench/ablation.py and bench/ablation_report.py end to end on a tiny random model: the recipe
+check, every variant of a cell, the Pareto front under parameter budgets, resume by unit."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("reasoning_gym")
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _load(monkeypatch, name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, mod)  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def ablation(monkeypatch, tiny_folder):
+    mod = _load(monkeypatch, "ablation")
+    tiny = {
+        **mod.SCALE,
+        "model": tiny_folder,
+        "tasks": {"math": {"kind": "math", "gym": "chain_sum?max_terms=2"}},
+        "prune": {"method": "wanda", "nsamples": 2, "seqlen": 32, "seed": 0},
+        "train": {"train_size": 8, "max_steps": 2, "batch_size": 2, "cutoff_len": 400},
+        "space": {"widths": [4, 3, 2]},
+        "search": {
+            "algorithm": "hill-climbing",
+            "objective": "loss",
+            "budget": 3,
+            "max_turns": 1,
+            "val_size": 2,
+            "batch_size": 2,
+        },  # fmt: skip
+        "eval": {"limit": 3, "max_new_tokens": 3, "batch_size": 2, "progress": False},
+        "val_limit": 3,
+        "sparsities": [0.5],
+        "pareto_ranks": [2, 3],
+        "pareto_budgets": {
+            "b60": {"qkv": 3, "up": 2, "down": 2},
+            "b85": {"qkv": 4, "up": 3, "down": 3},
+        },
+        "extras_cell": ["math", 0.5],
+        "recipe_cells": {"math": 0.5},
+    }
+    monkeypatch.setattr(mod, "SCALE", tiny)
+    return mod
+
+
+def test_ablation_runs_every_unit_reports_and_resumes_from_summaries(
+    ablation, monkeypatch, tmp_path
+):
+    report_mod = _load(monkeypatch, "ablation_report")
+    out, results = tmp_path / "runs", tmp_path / "results"
+    argv = ["--out", str(out), "--results", str(results), "--seeds", "0", "--jobs", "1"]
+    ablation.main(argv)
+    units = {json.loads(f.read_text())["unit"] for f in (results / "units").glob("*.json")}
+    recipe = json.loads((results / "settings.json").read_text())["recipes"]["math"]
+    assert recipe in ("pa", "ao")
+    cell = f"math/{recipe}/s50/seed0"
+    want = {"recipe/math/pa", "recipe/math/ao", "bases/math", f"lora_dense/math/{recipe}/seed0"}
+    want |= {f"{k}/{cell}" for k in ("lora_pruned", "shears", "distill", "lora_pruned_distill",
+                                     "owl", "lora_r2", "lora_r3", "pareto")}  # fmt: skip
+    assert want <= units
+
+    rep = report_mod.main(["--results", str(results)])
+    rows = rep["tables"]["math"]["s50"]["variants"]
+    for v in ("lora_pruned", "shears_heuristic", "shears_hill_climbing", "distill_heuristic",
+              "distill_hill_climbing", "lora_pruned_distill", "owl_heuristic", "lora_dense"):  # fmt: skip
+        assert rows[v]["accuracy"]["n"] == 1, v
+        assert 0.0 <= rows[v]["accuracy"]["mean"] <= 1.0
+    d = rep["tables"]["math"]["s50"]["paired_differences"]["shears_hill_climbing - lora_pruned"]
+    want_d = rows["shears_hill_climbing"]["per_seed"][0] - rows["lora_pruned"]["per_seed"][0]
+    assert d["mean"] == pytest.approx(want_d) and d["n"] == 1
+    # the Pareto front: sizes ordered min < budget 60 < heuristic <= budget 85 < max, each search
+    # within its parameter budget; LoRA r2 < r3 < r4 (= lora_pruned)
+    front = rep["pareto"]["math at 50 %"]
+    size = {k: v["adapter_parameters"] for k, v in front["super_adapter"].items()}
+    assert size["min"] < size["budget ~60 %"] < size["heuristic"] <= size["budget ~85 %"]
+    assert size["budget ~85 %"] < size["max"]
+    lora = {k: v["adapter_parameters"] for k, v in front["lora"].items()}
+    assert lora["r2"] < lora["r3"] < lora["r4"] == size["max"]
+    for b in ("b60", "b85"):
+        res = json.loads(
+            (out / cell / "pareto" / f"search_{b}" / "search_results.json").read_text()
+        )
+        assert res["best"]["adapter_parameters"] <= res["max_params"]
+    assert (results / "ablation_pareto.png").stat().st_size > 0
+    assert "Pareto front" in (results / "ablation_tables.md").read_text()
+
+    # another machine: the run folder gone, the committed summaries there -> nothing runs again
+    shutil.rmtree(out)
+    import shears.pipeline.run as pipeline_run
+
+    monkeypatch.setattr(pipeline_run, "run_step", lambda *a, **k: pytest.fail("ran a step again"))
+    ablation.main(argv)
+    # a unit whose summary is gone runs again, with the steps it reads (here: the pruning)
+    (results / "units" / f"lora_pruned__{cell.replace('/', '__')}.json").unlink()
+    ran = []
+    monkeypatch.setattr(pipeline_run, "run_step", lambda st, *a, **k: ran.append(st.name))
+    monkeypatch.setattr(ablation, "summarize", lambda *a, **k: {"digest": "x"})
+    ablation.main(argv)
+    assert ran == ["prune/s50", f"{cell}/lora_pruned/train", f"{cell}/lora_pruned/eval_val",
+                   f"{cell}/lora_pruned/eval"]  # fmt: skip
+
+
+def test_stats_and_sign_counts(monkeypatch):
+    rep = _load(monkeypatch, "ablation_report")
+    s = rep.stats([0.02, -0.01, 0.0])
+    assert s["mean"] == pytest.approx(0.01 / 3)
+    assert s["signs"] == {"positive": 1, "zero": 1, "negative": 1}
+    assert rep.stats([0.5])["stderr"] is None and rep.stats([])["mean"] is None
