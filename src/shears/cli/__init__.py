@@ -16,7 +16,7 @@ from shears import __version__
 from shears.errors import ShearsError
 from shears.utils import setup_logging
 
-SUBCOMMANDS = ("prune", "train", "search", "eval", "export", "run")
+SUBCOMMANDS = ("prune", "train", "search", "eval", "export", "deploy", "run")
 
 logger = logging.getLogger("shears")
 
