@@ -383,12 +383,13 @@ def summarize(out: Path, unit: Unit, times: dict[str, float], threads: int) -> d
         folder = out / st.name
         if st.kind == "eval":
             r = read_summary(folder, EvalSummary)
+            named = r.sub_adapter in ("heuristic", "max", "min")
             steps[st.name] = {
                 "accuracy": r.mean_accuracy,
                 "nonzero_parameters": r.nonzero_parameters,
                 "adapter_parameters": r.adapter_parameters,
                 "sub_adapter": r.sub_adapter,
-                "sub_adapter_config": r.sub_adapter_config,
+                "sub_adapter_config": None if named else r.sub_adapter_config,
             }
         elif st.kind == "train":
             r = read_summary(folder, TrainSummary)
@@ -401,6 +402,10 @@ def summarize(out: Path, unit: Unit, times: dict[str, float], threads: int) -> d
             }
             extra = json.loads((folder / "train_results.json").read_text())
             steps[st.name]["loss_terms"] = extra.get("distill")
+        elif st.kind == "prune":
+            rep = json.loads((folder / "prune_report.json").read_text())
+            keys = ("sparsity", "sparsity_profile", "model_parameters", "seconds")
+            steps[st.name] = {k: rep.get(k) for k in keys}
         elif st.kind == "search":
             r = read_summary(folder, SearchSummary)
             steps[st.name] = {
@@ -492,20 +497,39 @@ def schedule(p: Planner, names: list[str], results: Path, jobs: int, threads: in
                 logger.info("unit %s done (%d to go)", name, len(todo) + len(running))
 
 
-def choose_recipes(results: Path) -> dict[str, str]:
-    """Per task, the recipe whose NLS heuristic scored higher on validation (tie: ``pa``)."""
+def choose_recipes(results: Path, tasks: list[str]) -> dict[str, str]:
+    """Per task of ``tasks`` whose recipe check is done, the recipe whose NLS heuristic scored
+    higher on validation (tie: ``pa``, the paper's)."""
     out = {}
-    for task, sp in SCALE["recipe_cells"].items():
-        acc = {}
+    for task in tasks:
+        sp, acc = SCALE["recipe_cells"][task], {}
         for recipe in RECIPES:
             f = _summary_path(results, f"recipe/{task}/{recipe}")
-            if not f.is_file():
-                return {}
-            name = f"{task}/{recipe}/{_sp(sp)}/seed0/shears/eval_val_heuristic"
-            acc[recipe] = json.loads(f.read_text())["steps"][name]["accuracy"]
+            if f.is_file():
+                name = f"{task}/{recipe}/{_sp(sp)}/seed0/shears/eval_val_heuristic"
+                acc[recipe] = json.loads(f.read_text())["steps"][name]["accuracy"]
+        if len(acc) < len(RECIPES):
+            logger.warning("recipe check of %s not complete: its grid waits", task)
+            continue
         out[task] = "ao" if acc["ao"] > acc["pa"] else "pa"
         logger.info("recipe for %s: %s (validation accuracy %s)", task, out[task], acc)
     return out
+
+
+def _of_tasks(names: list[str], tasks: list[str]) -> list[str]:
+    """The units of ``tasks`` (``kind/<task>/...``), and the pruning every task shares."""
+    return [n for n in names if n.startswith("prune/") or n.split("/")[1] in tasks]
+
+
+def _save_settings(results: Path, recipes: dict[str, str], a: argparse.Namespace) -> None:
+    """settings.json, merged with what another study process (other tasks) wrote."""
+    from shears.utils import atomic_write_json
+
+    f = results / "settings.json"
+    old = json.loads(f.read_text()) if f.is_file() else {}
+    merged = {**old.get("recipes", {}), **recipes}
+    keys = {"scale": SCALE, "recipes": merged, "seeds": a.seeds, "threads": a.threads}
+    atomic_write_json(f, {**old, **keys})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -520,34 +544,37 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--recipe-only", action="store_true", help="stop after pruning, bases and recipe check"
     )
+    ap.add_argument(
+        "--tasks", nargs="+", default=None, help="only these tasks (default: all); two study "
+        "processes may run disjoint tasks into the same folders",
+    )  # fmt: skip
     a = ap.parse_args(argv)
+    tasks = a.tasks or list(SCALE["tasks"])
+    if bad := [t for t in tasks if t not in SCALE["tasks"]]:
+        ap.error(f"unknown task {bad[0]!r}; allowed: {', '.join(SCALE['tasks'])}")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out, results = Path(a.out).resolve(), Path(a.results).resolve()
     out.mkdir(parents=True, exist_ok=True)
     # phase 1: prune, untuned bases, recipe check
     p = plan(out, a.device, [], {})
-    first = [n for n in p.units]
+    first = _of_tasks(list(p.units), tasks)
     if a.dry_run:
         print("\n".join(first))
     else:
         schedule(p, first, results, a.jobs, a.threads)
     if a.recipe_only:
         return
-    recipes = choose_recipes(results) if not a.dry_run else {"math": "pa", "mc": "pa"}
+    recipes = choose_recipes(results, tasks) if not a.dry_run else dict.fromkeys(tasks, "pa")
     p = plan(out, a.device, a.seeds, recipes)
-    names = list(p.units)
+    names = _of_tasks(list(p.units), list(recipes))
     if a.dry_run:
         print("\n".join(n for n in names if n not in first))
         print(f"{len(names)} units, {len(p.steps)} steps")
         return
-    from shears.utils import atomic_write_json
-
-    atomic_write_json(results / "settings.json", {"scale": SCALE, "recipes": recipes,
-                                                   "seeds": a.seeds, "jobs": a.jobs,
-                                                   "threads": a.threads})  # fmt: skip
+    _save_settings(results, recipes, a)
     schedule(p, names, results, a.jobs, a.threads)
-    logger.info("ablation complete")
+    logger.info("ablation complete for %s", ", ".join(recipes))
 
 
 if __name__ == "__main__":
