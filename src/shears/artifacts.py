@@ -9,6 +9,7 @@ A ``shears run`` folder (each stage folder is also what the stage's own command 
     search/          search_results.json  search_log.jsonl  search_progress.png  search_ranks.png
     eval/<variant>/  eval_results.json  predictions.jsonl
     export/          export_results.json  export_config.json  (the PEFT adapter)
+    deploy/          deploy_results.json  deploy_config.json  (the OpenVINO IR; with `deploy:`)
 
 The files of an adapter folder belong to :mod:`shears.adapters`. Every reader goes through
 :func:`shears.inputs.read_json_file`: a damaged file is a one-line error naming it.
@@ -41,6 +42,8 @@ EVAL_RESULTS = "eval_results.json"
 EVAL_PREDICTIONS = "predictions.jsonl"
 EXPORT_RESULTS = "export_results.json"
 EXPORT_CONFIG = "export_config.json"
+DEPLOY_RESULTS = "deploy_results.json"
+DEPLOY_CONFIG = "deploy_config.json"
 RUN_CONFIG = "run_config.json"
 RUN_LEDGER = "stages.json"
 RUN_TIMES = "stage_times.json"
@@ -55,6 +58,7 @@ RESULTS = {
     "search": SEARCH_RESULTS,
     "eval": EVAL_RESULTS,
     "export": EXPORT_RESULTS,
+    "deploy": DEPLOY_RESULTS,
 }
 
 # The files that identify each command's output (for folders written before output markers).
@@ -64,6 +68,7 @@ STAGE_FILES = {
     "search": (SEARCH_RESULTS, SEARCH_LOG),
     "eval": (EVAL_RESULTS,),
     "export": (EXPORT_RESULTS, EXPORT_CONFIG),
+    "deploy": (DEPLOY_RESULTS, DEPLOY_CONFIG),
     "run": (RUN_CONFIG,),
 }
 
@@ -319,11 +324,69 @@ class ExportSummary:
         return cls(raw.get("output_dir"), raw.get("parameters"), merge)
 
 
-Summary = TypeVar("Summary", PruneSummary, TrainSummary, SearchSummary, EvalSummary, ExportSummary)
+@dataclass(frozen=True)
+class DeploySummary:
+    """What the run report takes from ``deploy_results.json``: precision, sizes, sparsity kept
+    in the IR, the sparse kernel's use and the verification against PyTorch."""
+
+    stage: ClassVar[str] = "deploy"
+    what: ClassVar[str] = "deploy results"
+    output_dir: str | None = None
+    precision: str | None = None
+    merge: str | None = None  # how the sub-adapter ships: masked | separate (None: no adapter)
+    bytes: dict[str, int] | None = None  # ir_bin, ir_xml
+    base_linear_sparsity: float | None = None
+    ir_sparsity: float | None = None  # zeros of the IR's matmul weights
+    matmul_layers: int | None = None
+    sparse_kernel_layers: int | None = None
+    sparse_rate: float | None = None
+    runtime_properties: dict[str, Any] | None = None
+    verification: dict[str, Any] | None = None  # greedy-token agreement, logit difference
+    time_s: float | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> DeploySummary:
+        def sub(key: str) -> dict[str, Any]:
+            value = raw.get(key)
+            return value if isinstance(value, dict) else {}
+
+        kernel, verify = sub("sparse_kernel"), sub("verification")
+        keep = (
+            "tokens",
+            "greedy_tokens_match",
+            "first_mismatch",
+            "max_abs_logit_diff",
+            "rel_logit_diff",
+        )
+        return cls(
+            output_dir=raw.get("output_dir"),
+            precision=raw.get("precision"),
+            merge=sub("adapter").get("merge"),
+            bytes=raw.get("bytes"),
+            base_linear_sparsity=raw.get("base_linear_sparsity"),
+            ir_sparsity=sub("ir_sparsity").get("sparsity"),
+            matmul_layers=kernel.get("matmul_layers"),
+            sparse_kernel_layers=kernel.get("sparse_kernel_layers"),
+            sparse_rate=raw.get("sparse_rate"),
+            runtime_properties=raw.get("runtime_properties"),
+            verification={k: verify[k] for k in keep if k in verify} or None,
+            time_s=raw.get("time_s"),
+        )
+
+
+Summary = TypeVar(
+    "Summary",
+    PruneSummary,
+    TrainSummary,
+    SearchSummary,
+    EvalSummary,
+    ExportSummary,
+    DeploySummary,
+)
 
 
 def read_summary(folder: str | os.PathLike, kind: type[Summary]) -> Summary | None:
-    """``kind`` (``PruneSummary`` ... ``ExportSummary``) of its stage's results file in
+    """``kind`` (``PruneSummary`` ... ``DeploySummary``) of its stage's results file in
     ``folder``; ``None`` when the stage has not finished there."""
     raw = _read(Path(folder) / RESULTS[kind.stage], kind.what)
     return None if raw is None else kind.from_dict(raw)

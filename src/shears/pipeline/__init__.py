@@ -1,4 +1,5 @@
-"""The whole Shears pipeline in one call: prune -> train -> search -> eval -> export -> report."""
+"""The whole Shears pipeline in one call: prune -> train -> search -> eval -> export (-> deploy)
+-> report."""
 
 from shears.pipeline.config import RunConfig, load_run_config
 from shears.pipeline.run import run_pipeline

@@ -1,9 +1,11 @@
 """``shears run`` configuration: shared settings plus one section per stage.
 
 Each section holds the fields of that stage's config (``PruneConfig``, ``TrainConfig``,
-``SearchConfig``, ``EvalConfig``, ``ExportConfig``) except those the pipeline wires together
-(model paths, output folders, data of the task). All sections are validated into their dataclasses
-before any work starts, so an unknown key or a bad value fails at once with its full name.
+``SearchConfig``, ``EvalConfig``, ``ExportConfig``, ``DeployConfig``) except those the pipeline
+wires together (model paths, output folders, data of the task). All sections are validated into
+their dataclasses before any work starts, so an unknown key or a bad value fails at once with its
+full name. The ``deploy`` section is optional: absent (or null), no deploy step runs; a mapping,
+even ``{}``, adds one after export.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from shears.config import apply_overrides, field, from_dict, load_config_file
+from shears.config import ADDED, apply_overrides, field, from_dict, load_config_file
 from shears.errors import ShearsError
 
 STAGES = ("prune", "train", "search", "eval", "export")
+OPTIONAL_STAGES = ("deploy",)  # sections that add a step only when given
 
 # Fields the pipeline sets itself; a section that sets them is an error (it would be ignored).
 WIRED = {
@@ -25,6 +28,7 @@ WIRED = {
     "search": {"adapter", "model", "output_dir", "resume", "overwrite"},
     "eval": {"model", "adapter", "sub_adapter", "output_dir", "tasks", "overwrite"},
     "export": {"adapter", "model", "output_dir", "sub_adapter", "eval_results", "overwrite"},
+    "deploy": {"model", "adapter", "sub_adapter", "output_dir", "overwrite"},
 }
 
 
@@ -57,12 +61,20 @@ class RunConfig:
     search: dict[str, Any] = field({}, help="SearchConfig fields (algorithm, budget...)")
     eval: dict[str, Any] = field({}, help="EvalConfig fields (limit, max_new_tokens...)")
     export: dict[str, Any] = field({}, help="ExportConfig fields (merge, keep_sparsity...)")
+    deploy: dict[str, Any] | None = field(
+        None,
+        help="DeployConfig fields (precision, merge, verify...): the section's presence turns on "
+        "a deploy step after export (the pruned base + the searched sub-adapter as OpenVINO IR "
+        "in <run_dir>/deploy; `deploy: {}` deploys with its defaults); absent or null: no "
+        "deploy. Needs the deploy extra",
+        metadata=ADDED,
+    )
 
     def __post_init__(self) -> None:
         if not self.run_dir:
             raise ShearsError("run_dir must not be empty")
-        for stage in STAGES:
-            wired = sorted(WIRED[stage] & set(getattr(self, stage)))
+        for stage in (*STAGES, *OPTIONAL_STAGES):
+            wired = sorted(WIRED[stage] & set(getattr(self, stage) or {}))
             if wired:
                 raise ShearsError(
                     f"config key {stage}.{wired[0]} is set by the pipeline; "

@@ -3,6 +3,7 @@
 ``build_plan`` turns a :class:`RunConfig` into one validated config per stage (errors name the
 section and key: ``train.lr``); ``plan_steps`` lists them in run order, each a :class:`Step` with
 the steps it reads from and a digest of its settings and theirs (:mod:`shears.pipeline.ledger`).
+A ``deploy:`` section adds a ``deploy`` step after ``export``; without one the plan is as before.
 Where each step writes is a ``Folders`` function (step name -> folder): ``shears run`` uses
 sub-folders of its run folder (:func:`run_folders`); ``bench/study.py`` shares some steps
 between runs by giving them one folder.
@@ -11,6 +12,7 @@ between runs by giving them one folder.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,10 +38,14 @@ EVAL_READS = {
     "lora_dense": ["train_lora_dense"],
 }
 
+# The deploy step (with a ``deploy:`` section) reads the pruned base, the super-adapter and the
+# search's choice.
+DEPLOY_READS = ["prune", "train", "search"]
+
 
 def run_folders(run_dir: str | Path) -> Folders:
     """Where the steps of ``shears run`` write: ``prune/``, ``train/``, ``search/``, ``export/``,
-    ``eval/<variant>/`` and ``baselines/<variant>/`` (``train_<variant>``) of the run folder."""
+    ``deploy/``, ``eval/<variant>/`` and ``baselines/<variant>/`` (``train_<variant>``) of the run folder."""
     run = Path(run_dir)
 
     def folder(step: str) -> Path:
@@ -63,6 +69,7 @@ class Plan:
     evals: dict[str, Any]  # variant name -> EvalConfig
     baseline_trains: dict[str, Any]  # variant name -> TrainConfig (fixed-rank LoRA)
     validation: dict[str, Any]  # where the search's validation data comes from
+    deploy: Any = None  # DeployConfig, with a ``deploy:`` section; None: no deploy step
 
 
 # ---------------------------------------------------------------------------- stage configs
@@ -201,6 +208,28 @@ def _export_config(cfg: RunConfig, folder: Folders) -> Any:
     return _build(ExportConfig, "export", data)
 
 
+def _deploy_config(cfg: RunConfig, folder: Folders) -> Any:
+    """The pruned base + the searched sub-adapter as OpenVINO IR (``None``: no ``deploy:``)."""
+    if cfg.deploy is None:
+        return None
+    from shears.deploy.config import DeployConfig
+
+    data = {
+        **_with_seed(cfg.deploy, cfg.seed),
+        "model": str(folder("prune")),
+        "adapter": str(folder("train")),
+        "sub_adapter": str(folder("search") / SEARCH_RESULTS),
+        "output_dir": str(folder("deploy")),
+    }
+    try:
+        return _build(DeployConfig, "deploy", data)
+    except ShearsError as exc:  # DeployConfig names its flags (--merge): name the section's keys
+        msg = re.sub(r"--([a-z][a-z-]*)", lambda m: "deploy." + m[1].replace("-", "_"), str(exc))
+        if "deploy." not in msg:
+            msg = f"deploy section: {msg}"
+        raise ShearsError(msg) from exc
+
+
 def build_plan(cfg: RunConfig, folders: Folders | None = None) -> Plan:
     """Turn a RunConfig into validated stage configs (errors name the section and key).
     ``folders``: where each step writes (default: sub-folders of ``cfg.run_dir``)."""
@@ -211,7 +240,8 @@ def build_plan(cfg: RunConfig, folders: Folders | None = None) -> Plan:
     evals = _eval_configs(cfg, folder, train.prompt_style)
     baselines = _baseline_trains(cfg, folder, train)
     export = _export_config(cfg, folder)
-    return Plan(prune, train, search, export, evals, baselines, validation)
+    deploy = _deploy_config(cfg, folder)
+    return Plan(prune, train, search, export, evals, baselines, validation, deploy)
 
 
 # ---------------------------------------------------------------------------- steps
@@ -224,7 +254,7 @@ class Step:
 
     name: str
     cfg: Any
-    kind: str  # prune | train | search | eval | export (which result file marks it complete)
+    kind: str  # prune | train | search | eval | export | deploy (its result file marks it complete)
     digest: str
 
     def complete(self) -> bool:
@@ -249,4 +279,6 @@ def plan_steps(plan: Plan) -> list[Step]:
     for name, ec in plan.evals.items():
         add(f"eval_{name}", ec, "eval", EVAL_READS[name])
     add("export", plan.export, "export", ["search", "eval_shears_searched"])
+    if plan.deploy is not None:
+        add("deploy", plan.deploy, "deploy", DEPLOY_READS)
     return steps

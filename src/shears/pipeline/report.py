@@ -15,6 +15,7 @@ from shears.artifacts import (
     SEARCH_PLOT,
     SEARCH_RANKS_PLOT,
     TRAIN_PLOT,
+    DeploySummary,
     EvalSummary,
     ExportSummary,
     PruneSummary,
@@ -120,6 +121,9 @@ def write_report(
     train = asdict(read_summary(plan.train.output_dir, TrainSummary) or TrainSummary())
     search = asdict(read_summary(plan.search.output_dir, SearchSummary) or SearchSummary())
     export = read_summary(plan.export.output_dir, ExportSummary) or ExportSummary()
+    deploy = None  # no deploy step: no deploy entry
+    if plan.deploy is not None:
+        deploy = asdict(read_summary(plan.deploy.output_dir, DeploySummary) or DeploySummary())
     if rows:
         plot_accuracy(rows, run / RUN_PLOT)
     report = {
@@ -134,6 +138,7 @@ def write_report(
         "train": {k: train[k] for k in TRAIN_KEYS},
         "search": {k: search[k] for k in SEARCH_KEYS},
         "export": asdict(export),
+        **({"deploy": deploy} if deploy is not None else {}),
         "figures": {k: v for k, v in FIGURES.items() if (run / v).is_file()},
     }
     atomic_write_json(run / RUN_REPORT, report)
@@ -148,6 +153,33 @@ def write_report(
             _fmt_int(r["adapter_parameters"]),
         )
     return report
+
+
+def _deploy_lines(d: dict | None) -> list[str]:
+    """The deploy section of report.md (none without a deploy step or its results)."""
+    if not d or not d.get("precision"):
+        return []
+    size = (d.get("bytes") or {}).get("ir_bin")
+    lines = [
+        "",
+        "## Deploy",
+        "",
+        f"OpenVINO IR (`{d['output_dir']}`), {d['precision']}"
+        + (f", sub-adapter {d['merge']}" if d.get("merge") else "")
+        + (f", {size / 1e6:.1f} MB" if size is not None else "")
+        + f"; IR matmul-weight sparsity {_fmt_pct(d.get('ir_sparsity'))} (base decoder "
+        f"linears {_fmt_pct(d.get('base_linear_sparsity'))}); sparse kernel on "
+        f"{d.get('sparse_kernel_layers')} of {d.get('matmul_layers')} matmuls.",
+    ]
+    v = d.get("verification")
+    if v:
+        agree = "match" if v.get("greedy_tokens_match") else "differ from"
+        lines += [
+            "",
+            f"Verification: greedy tokens {agree} PyTorch over {v.get('tokens')} tokens; max "
+            f"logit difference {v.get('max_abs_logit_diff', float('nan')):.3g}.",
+        ]
+    return lines
 
 
 def render_markdown(report: dict) -> str:
@@ -197,6 +229,7 @@ def render_markdown(report: dict) -> str:
         ]
     if report["export"].get("merge"):
         lines += [f"Merged export: {report['export']['merge']}."]
+    lines += _deploy_lines(report.get("deploy"))
     s = report["search"]
     if s.get("best"):
         lines += [

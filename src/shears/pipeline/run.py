@@ -1,4 +1,4 @@
-"""Run prune -> train -> search -> eval -> export -> report under one run folder.
+"""Run prune -> train -> search -> eval -> export (-> deploy) -> report under one run folder.
 
 Every stage writes its own sub-folder. A stage whose settings and inputs did not change since it
 finished is reused (:mod:`shears.pipeline.ledger`); the first changed stage and the stages after
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from shears.artifacts import RUN_CONFIG, RUN_LEDGER, RUN_TIMES, TrainSettings
-from shears.config import to_dict
+from shears.config import added_defaults, to_dict
 from shears.errors import ShearsError
 from shears.outputs import check_output, claim
 from shears.pipeline.config import RunConfig
@@ -62,12 +62,33 @@ def _preflight_data(plan: Plan) -> None:
     prepare_tasks(first.task_specs(), first)
 
 
+def _preflight_deploy(plan: Plan) -> None:
+    """What the deploy step needs from this machine and its calibration source, checked before
+    the first stage (the rest of ``shears.deploy.run.check`` needs the stages' outputs)."""
+    from shears.deploy.cpu import cpu_info
+    from shears.deploy.run import _require_openvino
+
+    d = plan.deploy
+    _require_openvino()
+    if d.precision == "w8a8-sparse" and d.require_amx and not cpu_info()["amx"]:
+        raise ShearsError(
+            "deploy.precision w8a8-sparse: this CPU has no AMX, which OpenVINO's sparse int8 "
+            "kernel needs; use deploy.precision int8-weights or w8a8, or deploy.require_amx "
+            "false to export for another machine"
+        )
+    if d.precision.startswith("w8a8"):
+        from shears.data.spec import validate_source
+
+        validate_source(d.calibration, "deploy.calibration")
+
+
 RUN_OWNED = (
     "prune",
     "train",
     "search",
     "eval",
     "export",
+    "deploy",
     "baselines",
     RUN_CONFIG,
     RUN_TIMES,
@@ -99,7 +120,12 @@ def _adopt_legacy(run: Path, cfg: RunConfig, ledger: Ledger, steps: list[Step]) 
         old = json.loads(saved.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return
-    if old == json.loads(json.dumps(to_dict(cfg))):
+    added = added_defaults(RunConfig)  # settings added later: absent from an old record
+
+    def settings(data: dict) -> dict:
+        return {k: v for k, v in data.items() if not (k in added and v == added[k])}
+
+    if isinstance(old, dict) and settings(old) == settings(json.loads(json.dumps(to_dict(cfg)))):
         for st in steps:
             if st.complete():
                 ledger.mark(st.name, st.digest, True)
@@ -142,6 +168,10 @@ def run_step(st: Step, status: str, progress: bool = True) -> None:
     elif st.kind in ("train", "search"):
         fn = run_train if st.kind == "train" else run_search
         fn(replace(cfg, overwrite=again, resume=not again))
+    elif st.kind == "deploy":
+        from shears.deploy.run import run as run_deploy  # the deploy extra: only when deploying
+
+        run_deploy(replace(cfg, overwrite=True))  # atomic; replaces its own output
     else:
         (run_eval if st.kind == "eval" else run_export)(replace(cfg, overwrite=True))
 
@@ -195,6 +225,8 @@ def run_pipeline(cfg: RunConfig, overwrite: bool = False) -> dict[str, Any]:
         _preflight_model(plan)
     if status["prune"] != "reuse":
         preflight(plan.prune, overwrite=True)
+    if plan.deploy is not None and status["deploy"] != "reuse":
+        _preflight_deploy(plan)
     logger.info(
         "stages reused: %s; to run: %s",
         ", ".join(reused) or "none",
