@@ -10,7 +10,7 @@ OpenVINO W8A8 on the dense model, on each sparse model without the sparse-kernel
 (``w8a8-sparse-noprop``) and with it (``w8a8-sparse``).
 
 Sizes: ``smollm2`` (SmolLM2-135M, real weights, pruned by ``shears prune`` with Wanda; accuracy
-on the default generation task with ``--eval-limit``), ``synthetic-1b`` (a LLaMA of ~1.2 B
+on the default run's task, chain_sum, and held-out perplexity, with ``--eval-limit``), ``synthetic-1b`` (a LLaMA of ~1.2 B
 parameters, TinyLlama's shape, random weights pruned per row by magnitude: speed only, labelled
 synthetic) and ``tiny`` (a few-MB random LLaMA, for checking this script).
 
@@ -34,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+EVAL_TASK = "math:gym:chain_sum?min_terms=2&max_terms=2&max_digits=2"  # shears run's default
 SYNTHETIC = {  # TinyLlama-1.1B's shape (every matmul dim divisible by 64, as the kernel needs)
     "synthetic-1b": dict(
         hidden_size=2048,
@@ -220,9 +221,18 @@ def measure(args) -> dict:
         from shears.evaluate.config import EvalConfig
         from shears.evaluate.suite import evaluate_model
 
-        ecfg = EvalConfig(tasks=["gsm_symbolic"], limit=args.eval_limit, output_dir="unused")
-        res = evaluate_model(model, tok, cfg=ecfg)
-        row["accuracy"] = {k: v.get("accuracy") for k, v in res["tasks"].items()}
+        ecfg = EvalConfig(
+            tasks=[EVAL_TASK, "ppl"],  # the default run's task (test split) and held-out text
+            limit=args.eval_limit,
+            max_new_tokens=16,
+            prompt_style="alpaca",
+            ppl_tokens=4096,
+            output_dir="unused",
+            progress=False,
+        )
+        tasks = evaluate_model(model, tok, cfg=ecfg)["tasks"]
+        row["accuracy"] = {k: v["accuracy"] for k, v in tasks.items() if "accuracy" in v}
+        row["perplexity"] = {k: v["perplexity"] for k, v in tasks.items() if "perplexity" in v}
         row["eval_limit"] = args.eval_limit
     return row
 
@@ -308,7 +318,16 @@ def accuracy_deltas(variants: dict) -> dict:
         if not name.startswith("ov-") or not ref or not got:
             continue
         delta = {t: round(100 * (got[t] - ref[t]), 2) for t in got if t in ref}
-        out[name] = {"points": delta, "recommended": all(d >= -1.0 for d in delta.values())}
+        ppl, ref_ppl = (
+            row.get("perplexity") or {},
+            variants[f"torch-fp32-{model}"].get("perplexity"),
+        )
+        ratio = {t: round(ppl[t] / ref_ppl[t], 4) for t in ppl if t in (ref_ppl or {})}
+        out[name] = {
+            "points": delta,
+            "perplexity_ratio": ratio,
+            "recommended": all(d >= -1.0 for d in delta.values()),
+        }
     return out
 
 
@@ -357,7 +376,12 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="inference threads (0: default)")
     p.add_argument("--streams", type=int, default=0, help="OpenVINO NUM_STREAMS (0: default)")
-    p.add_argument("--eval-limit", type=int, default=50, help="smollm2: gsm_symbolic examples")
+    p.add_argument(
+        "--eval-limit",
+        type=int,
+        default=50,
+        help="smollm2: test problems of the default task (and held-out perplexity)",
+    )
     p.add_argument("--prune-method", default="wanda")
     p.add_argument("--prune-nsamples", type=int, default=128)
     p.add_argument("--prune-seqlen", type=int, default=512)

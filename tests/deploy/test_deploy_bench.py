@@ -49,12 +49,20 @@ def test_summary_ratios_at_the_largest_size(bench):
 
 def test_accuracy_deltas_mark_drops_over_one_point(bench):
     variants = {
-        "torch-fp32-sparse50": {"accuracy": {"gsm": 0.30}},
-        "ov-int8-weights-sparse50": {"accuracy": {"gsm": 0.295}},
+        "torch-fp32-sparse50": {"accuracy": {"gsm": 0.30}, "perplexity": {"ppl": 20.0}},
+        "ov-int8-weights-sparse50": {"accuracy": {"gsm": 0.295}, "perplexity": {"ppl": 20.5}},
         "ov-w8a8-sparse-sparse50": {"accuracy": {"gsm": 0.20}},
         "ov-w8a8-dense": {"accuracy": {"gsm": 0.5}},  # no PyTorch dense row: skipped
     }
     d = bench.accuracy_deltas(variants)
-    assert d["ov-int8-weights-sparse50"] == {"points": {"gsm": -0.5}, "recommended": True}
-    assert d["ov-w8a8-sparse-sparse50"] == {"points": {"gsm": -10.0}, "recommended": False}
+    assert d["ov-int8-weights-sparse50"] == {
+        "points": {"gsm": -0.5},
+        "perplexity_ratio": {"ppl": 1.025},
+        "recommended": True,
+    }
+    assert d["ov-w8a8-sparse-sparse50"] == {
+        "points": {"gsm": -10.0},
+        "perplexity_ratio": {},
+        "recommended": False,
+    }
     assert "ov-w8a8-dense" not in d
