@@ -308,8 +308,8 @@ def bench_size(size: str, args, work: Path, log: Path) -> dict:
 
 
 def accuracy_deltas(variants: dict) -> dict:
-    """Accuracy points of each OpenVINO variant minus PyTorch fp32 on the same model, with the
-    issue's rule: within 1 point, else marked not recommended."""
+    """Accuracy points and held-out perplexity ratio of each OpenVINO variant against PyTorch
+    fp32 on the same model; recommended: within 1 point and 5 % perplexity."""
     out = {}
     for name, row in variants.items():
         model = name.rsplit("-", 1)[-1]  # dense | sparse50 | sparse70
@@ -326,7 +326,10 @@ def accuracy_deltas(variants: dict) -> dict:
         out[name] = {
             "points": delta,
             "perplexity_ratio": ratio,
-            "recommended": all(d >= -1.0 for d in delta.values()),
+            # within 1 point, and held-out perplexity within 5 % (accuracy near the floor of an
+            # untuned model hides a quantization drop; perplexity does not)
+            "recommended": all(d >= -1.0 for d in delta.values())
+            and all(r <= 1.05 for r in ratio.values()),
         }
     return out
 
