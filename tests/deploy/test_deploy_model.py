@@ -95,7 +95,9 @@ def test_shears_eval_runs_the_deployed_model(deployed, tmp_path):
         argv = ["eval", "--model", str(spec), "--tasks", f"math:{task}", "--max-new-tokens", "4"]
         assert main([*argv, "--output-dir", str(dest), "--device", "cpu"]) == 0
         lines = (dest / "predictions.jsonl").read_text().splitlines()
-        preds[name] = [
-            json.loads(x).get("output") or json.loads(x).get("prediction") for x in lines
-        ]
-    assert preds["ov"] == preds["pt"] and len(preds["ov"]) == 2
+        preds[name] = [json.loads(x)["output"] for x in lines]
+    assert preds["ov"] == preds["pt"] and len(preds["ov"]) == 2 and all(preds["ov"])
+    params = json.loads((tmp_path / "ov" / "eval_results.json").read_text())["parameters"]
+    assert params["parameters"] is None and params["deployed"] is True  # not the wrapper's 1
+    ir = json.loads((out / "deploy_results.json").read_text())["ir_sparsity"]["sparsity"]
+    assert params["linear_sparsity"] == ir > 0.25  # the base's zeros, counted in the IR

@@ -212,7 +212,7 @@ def test_missing_model_named(tmp_path, capsys):
 def test_print_default(capsys):
     assert main(["run", "--print-default"]) == 0
     out = capsys.readouterr().out
-    assert "model: smollm2-135m" in out and "sparsity: 0.5" in out
+    assert "model: smollm2-135m" in out and "sparsity: 0.4" in out
 
 
 def test_missing_task_file_fails_before_any_stage(tmp_path, capsys):

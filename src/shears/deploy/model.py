@@ -52,8 +52,15 @@ class DeployedModel(nn.Module):
         self.runtime = OVCausalLM(folder / IR_XML, props)
         self.config = AutoConfig.from_pretrained(folder)
         self.precision = results.get("precision")
+        self._ir_sparsity = (results.get("ir_sparsity") or {}).get("sparsity")
         self.name_or_path = str(folder)
         self._device_anchor = nn.Parameter(torch.zeros(1), requires_grad=False)  # model_device
+
+    def parameter_counts(self) -> dict[str, float | int | None]:
+        """What an evaluation reports for the IR: the zero fraction of its matmul weights (counted
+        in the written IR by ``shears deploy``); parameter totals are not known here (``None``)."""
+        keys = ("parameters", "nonzero_parameters", "sparsity", "adapter_parameters")
+        return {**dict.fromkeys(keys), "linear_sparsity": self._ir_sparsity, "deployed": True}
 
     def forward(self, input_ids=None, attention_mask=None, **kwargs):  # noqa: ANN001
         """Logits (batch, seq, vocab) of whole sequences (left padding allowed; padded

@@ -145,14 +145,19 @@ def load(cfg: EvalConfig, plan: EvalPlan) -> tuple[nn.Module, Any, dict[str, Any
     model, tok = load_model(cfg.model, cfg.dtype, cfg.device, cfg.gguf_file)
     if cfg.adapter:
         model = attach_adapter(model, cfg, plan.choice.config if plan.choice else None)
-    counts = count_nonzero_parameters(model)
-    logger.info(
-        "evaluating %d non-zero of %d parameters (sparsity %.2f%%), prompt style %s",
-        counts["nonzero_parameters"],
-        counts["parameters"],
-        100 * counts["sparsity"],
-        plan.style,
-    )
+    if hasattr(model, "parameter_counts"):  # a deployed IR: its own account of its weights
+        counts = model.parameter_counts()
+        logger.info("evaluating a deployed IR (matmul weights %.2f%% zero), prompt style %s",
+                    100 * (counts["linear_sparsity"] or 0.0), plan.style)  # fmt: skip
+    else:
+        counts = count_nonzero_parameters(model)
+        logger.info(
+            "evaluating %d non-zero of %d parameters (sparsity %.2f%%), prompt style %s",
+            counts["nonzero_parameters"],
+            counts["parameters"],
+            100 * counts["sparsity"],
+            plan.style,
+        )
     if plan.kind == "super":
         # the sub-adapter is fixed from here on: fold it into the base weights (exact: the same
         # delta, masked when the adapter is mask-aware) so generation runs one matmul per layer
