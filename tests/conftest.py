@@ -130,6 +130,11 @@ def tiny_tokenizer(tmp_path_factory):
     """A real (tiny) byte-level BPE tokenizer trained in-process, with eos/pad. Its vocabulary
     (257: the 256 byte symbols and ``<eos>``) is larger than ``tiny_model``'s 128: size the model
     with ``len(tokenizer)`` when the two meet."""
+    return build_tiny_tokenizer()
+
+
+def build_tiny_tokenizer():
+    """The tokenizer of the ``tiny_tokenizer`` fixture (for fixtures of a wider scope)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 

@@ -24,19 +24,9 @@ def deployed(tmp_path_factory, tiny_tokenizer_module):
 
 @pytest.fixture(scope="module")
 def tiny_tokenizer_module():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from conftest import build_tiny_tokenizer
 
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=128,
-        special_tokens=["<eos>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(["The answer is 42. Below is an instruction."] * 10, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
+    return build_tiny_tokenizer()
 
 
 def test_generate_matches_pytorch(deployed):
