@@ -521,6 +521,18 @@ def _of_tasks(names: list[str], tasks: list[str]) -> list[str]:
     return [n for n in names if n.startswith("prune/") or n.split("/")[1] in tasks]
 
 
+def _with_needs(p: Planner, names: list[str]) -> set[str]:
+    """``names`` and every unit they need, transitively."""
+    out: set[str] = set()
+    stack = list(names)
+    while stack:
+        n = stack.pop()
+        if n not in out:
+            out.add(n)
+            stack += p.units[n].needs
+    return out
+
+
 def _save_settings(results: Path, recipes: dict[str, str], a: argparse.Namespace) -> None:
     """settings.json, merged with what another study process (other tasks) wrote."""
     from shears.utils import atomic_write_json
@@ -548,6 +560,10 @@ def main(argv: list[str] | None = None) -> None:
         "--tasks", nargs="+", default=None, help="only these tasks (default: all); two study "
         "processes may run disjoint tasks into the same folders",
     )  # fmt: skip
+    ap.add_argument(
+        "--units", nargs="+", default=None,
+        help="run only these units of the grid (names as --dry-run prints them; their needs first)",
+    )  # fmt: skip
     a = ap.parse_args(argv)
     tasks = a.tasks or list(SCALE["tasks"])
     if bad := [t for t in tasks if t not in SCALE["tasks"]]:
@@ -568,6 +584,10 @@ def main(argv: list[str] | None = None) -> None:
     recipes = choose_recipes(results, tasks) if not a.dry_run else dict.fromkeys(tasks, "pa")
     p = plan(out, a.device, a.seeds, recipes)
     names = _of_tasks(list(p.units), list(recipes))
+    if a.units:
+        if bad := [u for u in a.units if u not in names]:
+            ap.error(f"unknown unit {bad[0]!r}; see --dry-run for the names")
+        names = [n for n in names if n in _with_needs(p, a.units)]
     if a.dry_run:
         print("\n".join(n for n in names if n not in first))
         print(f"{len(names)} units, {len(p.steps)} steps")
