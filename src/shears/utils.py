@@ -138,3 +138,15 @@ def peak_memory() -> dict[str, float]:
     if torch.cuda.is_available():
         out["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
+
+
+def package_versions(*packages: str, python: bool = False) -> dict[str, str]:
+    """``{package: __version__}`` of the imported ``packages`` (and ``python`` when asked), for the
+    results JSON of a stage."""
+    import importlib
+    import platform
+
+    out = {name: importlib.import_module(name).__version__ for name in packages}
+    if python:
+        out["python"] = platform.python_version()
+    return out

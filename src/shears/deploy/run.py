@@ -38,7 +38,7 @@ from shears.deploy.runtime import (
 )
 from shears.errors import ShearsError
 from shears.outputs import atomic_output, check_output
-from shears.utils import atomic_write_json, atomic_write_text
+from shears.utils import atomic_write_json, atomic_write_text, package_versions
 
 logger = logging.getLogger(__name__)
 
@@ -250,22 +250,6 @@ def profile(xml: Path, props: dict[str, Any], prompt: list[int]) -> dict[str, An
 # ---------------------------------------------------------------------------- run
 
 
-def _versions() -> dict[str, str]:
-    import nncf
-    import openvino
-    import transformers
-
-    import shears
-
-    return {
-        "shears": shears.__version__,
-        "openvino": openvino.__version__,
-        "nncf": nncf.__version__,
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-    }
-
-
 def _write_ir(tmp: Path, loaded: Loaded, ov_model: Any, base_spec: str) -> dict[str, Any]:
     import openvino as ov
 
@@ -348,7 +332,7 @@ def run(cfg: DeployConfig) -> dict[str, Any]:
                 "ir_xml": (tmp / IR_XML).stat().st_size,
             },
             "verification": verification,
-            "versions": _versions(),
+            "versions": package_versions("shears", "openvino", "nncf", "transformers", "torch"),
             "time_s": round(time.perf_counter() - t0, 2),
         }
         atomic_write_text(tmp / "README.md", model_card(result))

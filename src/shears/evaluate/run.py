@@ -171,27 +171,11 @@ def load(cfg: EvalConfig, plan: EvalPlan) -> tuple[nn.Module, Any, dict[str, Any
 # ---------------------------------------------------------------------------- result and write
 
 
-def _versions() -> dict[str, str]:
-    import platform
-
-    import torch
-    import transformers
-
-    from shears import __version__
-
-    return {
-        "shears": __version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-    }
-
-
 def _result(
     cfg: EvalConfig, plan: EvalPlan, model: nn.Module, counts: dict, res: dict, t_start: float
 ) -> EvalResult:
     """The :class:`EvalResult` of ``res`` (:func:`evaluate_model` without its predictions)."""
-    from shears.utils import peak_memory
+    from shears.utils import package_versions, peak_memory
 
     sub = None
     if plan.choice is not None:
@@ -210,7 +194,7 @@ def _result(
         dtype=str(param.dtype).replace("torch.", ""),
         total_time_s=round(time.perf_counter() - t_start, 3),
         memory=peak_memory(),
-        versions=_versions(),
+        versions=package_versions("shears", "torch", "transformers", python=True),
     )
 
 

@@ -57,7 +57,7 @@ from shears.export.verify import Probe, verify_merged, verify_peft
 from shears.models import find_targets, load_model, save_model, validate_model_spec
 from shears.outputs import atomic_output, check_output
 from shears.sparsity import count_parameters, zero_fraction
-from shears.utils import atomic_write_json, atomic_write_text
+from shears.utils import atomic_write_json, atomic_write_text, package_versions
 
 logger = logging.getLogger(__name__)
 
@@ -237,20 +237,6 @@ def _export_model_files(
 # ---------------------------------------------------------------------------- result and write
 
 
-def _versions() -> dict[str, str]:
-    import peft
-    import transformers
-
-    import shears
-
-    return {
-        "shears": shears.__version__,
-        "peft": peft.__version__,
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-    }
-
-
 def _sub_adapter(plan: ExportPlan, summary: dict[str, Any]) -> ExportedSubAdapter:
     config = plan.choice.config
     return ExportedSubAdapter(
@@ -277,7 +263,7 @@ def _result(
         name=out.name,
         output_dir=str(out),
         files=[*summary["files"], "README.md", RESULTS, EXPORT_CONFIG],
-        versions=_versions(),
+        versions=package_versions("shears", "peft", "transformers", "torch"),
         base_model=base.info,
         adapter=AdapterInfo(
             str(cfg.adapter), saved.config.alpha, saved.config.dropout, saved.config.sparse_adapter
