@@ -40,7 +40,7 @@ import os
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,10 @@ SCALE: dict[str, Any] = {
     "recipe_cells": {"math": 0.4, "mc": 0.5},
 }
 RECIPES = {"pa": True, "ao": False}  # train_on_inputs
+# Compute precision of every step: full fp32, what ``auto`` meant on a CPU when the study began.
+# Applied after the digest (a setting its units never recorded), so that a later change of
+# ``auto`` (shears.precision) cannot mix precisions within the grid.
+PINNED = {"precision": "fp32"}
 
 
 @dataclass
@@ -147,6 +151,8 @@ class Planner:
         )
         cfg = from_dict(cls, {**data, "output_dir": str(self.out / name), "device": self.device})
         digest = stage_digest(cfg, [self.steps[r].digest for r in reads])
+        pins = {k: v for k, v in PINNED.items() if k in {f.name for f in fields(cfg)}}
+        cfg = replace(cfg, **pins)
         if name in self.steps and self.steps[name].digest != digest:
             raise RuntimeError(f"two different steps would write {name}")
         self.steps[name] = Step(name, kind, cfg, digest, list(reads))
