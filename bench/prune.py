@@ -26,12 +26,18 @@ def run_one(args: argparse.Namespace) -> dict:
     from shears.evaluate.perplexity import perplexity
     from shears.models import load_model
     from shears.prune import PruneConfig, prune_model
-    from shears.utils import peak_memory
+    from shears.prune.stream import load_dtype_name
+    from shears.utils import peak_memory, resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
+    if args.offload == "cpu":  # weights in CPU memory, one block at a time on --device
+        probe = PruneConfig(dtype=args.dtype, device=args.device)
+        dtype = load_dtype_name(probe, resolve_device(args.device))
+        model, tok = load_model(args.model, dtype=dtype, device="cpu")
+    else:
+        model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
     load_s = time.perf_counter() - t0
     held = heldout_ids(tok, "default", args.ppl_tokens)
     out: dict = {"load_seconds": round(load_s, 2)}
@@ -45,6 +51,9 @@ def run_one(args: argparse.Namespace) -> dict:
             seqlen=args.seqlen,
             batch_size=args.batch_size,
             seed=0,
+            device=args.device,
+            precision=args.precision,
+            offload=args.offload,
         )
         c0 = time.process_time()
         report = prune_model(model, tok, cfg, progress=False)
@@ -54,6 +63,8 @@ def run_one(args: argparse.Namespace) -> dict:
             calibration_data_seconds=report.seconds["calibration_data"],
             target_sparsity=round(report.targets["sparsity"], 6),
             nonzero_parameters=report.model_parameters["nonzero_parameters"],
+            autocast=report.autocast,
+            device_memory=report.device_memory,
         )
     t1, c1 = time.perf_counter(), time.process_time()
     out["ppl"] = round(perplexity(model, tok, held, args.ppl_seqlen, batch_size=1), 4)
@@ -79,6 +90,13 @@ def main() -> None:
     p.add_argument("--ppl-seqlen", type=int, default=512)
     p.add_argument("--dtype", default="auto")
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", help="calibration passes: auto, fp32, bf16")
+    p.add_argument(
+        "--offload",
+        default="none",
+        choices=("none", "cpu"),
+        help="cpu: the model in CPU memory, one block at a time on --device (perplexity on CPU)",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one method in this process
     args = p.parse_args()

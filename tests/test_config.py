@@ -47,7 +47,7 @@ def test_old_flags(caplog):
 def test_renamed_settings_keep_the_stage_digest():
     cfg = PruneConfig(data_config="en", data_split="validation")
     # the settings as a run recorded before the renames (and before the OWL fields) saw them
-    added = {"sparsity_profile", "owl_m", "owl_lambda"}
+    added = {"sparsity_profile", "owl_m", "owl_lambda", "precision", "offload", "offload_dir"}
     settings = {
         ORIGINAL.get(k, k): v
         for k, v in to_dict(cfg).items()

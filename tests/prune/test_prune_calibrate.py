@@ -37,13 +37,14 @@ def _dense_stats(model, targets, ids):
 
 
 def _sequential_stats(model, targets, ids, sparsity, method="wanda", batch_size=3):
+    """Statistics the engine collects, in full precision (compared with a plain fp32 forward)."""
     seen = {}
 
     def keep(idx, stats):
         for n, s in stats.items():
             seen[n] = s.sq_sum.clone()
 
-    cfg = PruneConfig(method=method, sparsity=sparsity, batch_size=batch_size)
+    cfg = PruneConfig(method=method, sparsity=sparsity, batch_size=batch_size, precision="fp32")
     SequentialPruner(model, targets, cfg, progress=False, on_block_stats=keep).run(ids)
     return seen
 

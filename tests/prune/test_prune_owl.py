@@ -118,9 +118,10 @@ def test_owl_rows_exact_per_block_and_mean_equals_target(method, tmp_path, tiny_
 
 
 def test_owl_ratios_come_from_the_dense_model(tmp_path, tiny_tokenizer):
-    """The first pass prunes nothing: its ratios equal those of one ordinary dense forward."""
+    """The first pass prunes nothing: its ratios equal those of one ordinary dense forward (in
+    full precision, as that forward)."""
     model = _model_with_outliers(tiny_tokenizer, block=2)
-    cfg = _owl_cfg(tmp_path, owl_m=3.0)
+    cfg = _owl_cfg(tmp_path, owl_m=3.0, precision="fp32")
     ids = build_calibration(tiny_tokenizer, cfg, [TEXT])
     targets = find_targets(model)
     hooks = InputStatsHooks(targets, lambda m: make_stats("wanda", m))

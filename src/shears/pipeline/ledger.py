@@ -18,8 +18,17 @@ from typing import Any
 from shears.config import added_defaults, original_names, to_dict
 from shears.utils import atomic_write_json
 
-# settings that do not change what a stage writes
-NEUTRAL_KEYS = {"overwrite", "resume", "progress", "num_workers", "save_steps", "save_total_limit"}
+# settings that change how a stage runs, never what it writes (streamed pruning is bit-identical)
+NEUTRAL_KEYS = {
+    "overwrite",
+    "resume",
+    "progress",
+    "num_workers",
+    "save_steps",
+    "save_total_limit",
+    "offload",
+    "offload_dir",
+}
 
 
 def stage_digest(cfg: Any, upstream: list[str]) -> str:

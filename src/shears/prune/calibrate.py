@@ -21,7 +21,9 @@ model dtype (SmolLM2-135M, 128 x 512 tokens, fp32: 151 MB), kept on the model's 
 activations, the per-block call arguments (deduplicated: identical tensors are stored once), and
 the statistics of one block's targets (SparseGPT: one ``in x in`` float32 matrix per distinct
 input; layers fed the same tensor, like q/k/v, share one). No buffer has a hidden fixed size.
-Magnitude pruning reads no data and skips all of this.
+Magnitude pruning reads no data and skips all of this. With ``--offload cpu|disk``
+(:mod:`shears.prune.stream`) only the block at work (and, while capturing, block 0 and the modules
+outside the blocks) has its weights on the compute device.
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ from tqdm.auto import tqdm
 
 from shears.errors import ShearsError
 from shears.models import find_decoder_blocks, in_out_features, weight_out_in
+from shears.precision import autocast, autocast_dtype
 from shears.prune.config import PruneConfig
 from shears.prune.magnitude import magnitude_mask
 from shears.prune.owl import outlier_ratio, owl_profile
 from shears.prune.sparsegpt import HessianStats, sparsegpt_prune
+from shears.prune.stream import BlockStream
 from shears.prune.wanda import ColumnNormStats, wanda_mask, wanda_scores
 from shears.sparsity import weight_stats
 
@@ -227,7 +231,8 @@ class InputStatsHooks:
                     return
             if name not in self.stats:
                 self.stats[name] = make_stats(mod)
-            self.stats[name].update(x)
+            with torch.autocast(x.device.type, enabled=False):  # statistics: float32 maths
+                self.stats[name].update(x)
             self._last = (x, name)
 
         return hook
@@ -278,6 +283,10 @@ class SequentialPruner:
     dampening, and where the activations are kept.
 
     ``targets``: full module name -> linear module (from :func:`shears.models.find_targets`).
+    ``stream``: where the blocks' weights live and how they come to the compute device
+    (:mod:`shears.prune.stream`; default: they stay where the model is). The calibration forward
+    passes run under ``cfg.precision``'s autocast (:attr:`autocast`); the statistics, the
+    pruning maths and the weights stay in their own dtypes.
     """
 
     def __init__(
@@ -287,6 +296,7 @@ class SequentialPruner:
         cfg: PruneConfig,
         progress: bool = True,
         on_block_stats: Callable[[int, dict[str, Any]], None] | None = None,
+        stream: BlockStream | None = None,
     ) -> None:
         self.model = model
         self.targets = targets
@@ -296,6 +306,10 @@ class SequentialPruner:
         self.prefix, self.blocks = find_decoder_blocks(model)
         self.profile: list[dict[str, Any]] | None = None  # OWL: per block, set by run()
         self._rates: dict[int, float] = {}  # block index -> sparsity (OWL); default cfg.sparsity
+        self.stream = stream or BlockStream(model)
+        weights = next(p.dtype for p in model.parameters() if p.is_floating_point())
+        self.autocast = autocast_dtype(cfg.precision, self.stream.device, "prune", weights)
+        self.layers: dict[str, dict[str, Any]] = {}  # per pruned target, as it was pruned
 
     def _block_targets(self, idx: int) -> dict[str, nn.Module]:
         head = f"{self.prefix}.{idx}."
@@ -307,7 +321,8 @@ class SequentialPruner:
         c = self.cfg
         rate = self._rates.get(idx, c.sparsity)
         prune_layer(module, c.method, stats, rate, c.nm, c.blocksize, c.percdamp)
-        logger.debug("pruned %s: %.4f zeros", name, weight_stats(module.weight)["sparsity"])
+        self.layers[name] = {**weight_stats(module.weight), "block": idx}
+        logger.debug("pruned %s: %.4f zeros", name, self.layers[name]["sparsity"])
 
     @torch.no_grad()
     def run(self, input_ids: torch.Tensor | None = None) -> dict[str, dict[str, Any]]:
@@ -328,17 +343,16 @@ class SequentialPruner:
                 for idx, block_targets in enumerate(
                     tqdm(per_block, desc="prune blocks", disable=not self.progress)
                 ):
-                    for name, mod in block_targets.items():
-                        self._prune(name, mod, None, idx)
+                    if not block_targets:
+                        continue
+                    with self.stream.block(idx):
+                        for name, mod in block_targets.items():
+                            self._prune(name, mod, None, idx)
             else:
                 self._run_sequential(input_ids, per_block)
         finally:
             self.model.train(was_training)
-        info = {}
-        for i, block_targets in enumerate(per_block):
-            for name, mod in block_targets.items():
-                info[name] = {**weight_stats(mod.weight), "block": i}
-        return info
+        return {name: self.layers[name] for targets in per_block for name in targets}
 
     def _run_sequential(
         self, input_ids: torch.Tensor, per_block: list[dict[str, nn.Module]]
@@ -392,32 +406,39 @@ class SequentialPruner:
         ``stats_method`` input statistics of its targets in a pass of the block as it is, call
         ``visit(idx, targets, stats)`` (which may prune), then run the block again and pass its
         outputs on as the next block's inputs. ``read_only``: ``visit`` changes no weight, so
-        the statistics pass's outputs are passed on and the second run is skipped."""
-        device = next(self.model.parameters()).device
+        the statistics pass's outputs are passed on and the second run is skipped.
+
+        The stream brings one block at a time to the device; forward passes run under
+        :attr:`autocast`, the pruning (``visit``) outside it."""
+        device = self.stream.device
         store = torch.device("cpu") if self.cfg.offload_activations else None
-        hidden, calls = capture_block_calls(
-            self.model, self.blocks, input_ids.to(device), self.cfg.batch_size, store
-        )
+        with self.stream.capturing(), autocast(self.autocast, device):
+            hidden, calls = capture_block_calls(
+                self.model, self.blocks, input_ids.to(device), self.cfg.batch_size, store
+            )
         last = max(i for i, t in enumerate(per_block) if t)
         desc = desc or f"{self.cfg.method} blocks"
         bar = tqdm(total=last + 1, desc=desc, disable=not self.progress)
         for idx in range(last + 1):
-            block, block_targets = self.blocks[idx], per_block[idx]
-            block_device = next(block.parameters()).device
-            if block_targets:
-                hooks = InputStatsHooks(block_targets, lambda m: make_stats(stats_method, m))
-                try:
-                    for k, h in enumerate(hidden):  # dense pass: statistics only
-                        out = call_block(block, h.to(block_device), calls[k][idx])
-                        if read_only and idx < last:
+            block_targets = per_block[idx]
+            with self.stream.block(idx, write=not read_only) as block:
+                bdev = next(block.parameters()).device  # the device (several: a device map)
+                if block_targets:
+                    hooks = InputStatsHooks(block_targets, lambda m: make_stats(stats_method, m))
+                    try:
+                        with autocast(self.autocast, device):
+                            for k, h in enumerate(hidden):  # dense pass: statistics only
+                                out = call_block(block, h.to(bdev), calls[k][idx])
+                                if read_only and idx < last:
+                                    hidden[k] = out.to(store) if store is not None else out
+                    finally:
+                        hooks.remove()
+                    visit(idx, block_targets, hooks.stats)
+                    del hooks
+                if idx < last and not (read_only and block_targets):  # next block's inputs
+                    with autocast(self.autocast, device):
+                        for k, h in enumerate(hidden):
+                            out = call_block(block, h.to(bdev), calls[k][idx])
                             hidden[k] = out.to(store) if store is not None else out
-                finally:
-                    hooks.remove()
-                visit(idx, block_targets, hooks.stats)
-                del hooks
-            if idx < last and not (read_only and block_targets):  # outputs: next block's inputs
-                for k, h in enumerate(hidden):
-                    out = call_block(block, h.to(block_device), calls[k][idx])
-                    hidden[k] = out.to(store) if store is not None else out
             bar.update(1)
         bar.close()

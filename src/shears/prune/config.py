@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from shears.config import ADDED, field
 from shears.errors import ShearsError
 from shears.inputs import check_name_patterns
+from shears.precision import check_precision
 from shears.prune.masks import parse_pattern
 from shears.stage import SeededConfig
 
 METHODS = ("wanda", "magnitude", "sparsegpt")
 PROFILES = ("uniform", "owl")
+OFFLOADS = ("none", "cpu", "disk")
 _NM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 DEFAULT_SPARSITY = 0.5
 
@@ -86,11 +88,38 @@ class PruneConfig(SeededConfig):
     offload_activations: bool = field(
         False, help="keep the calibration activations between blocks in CPU memory (for GPUs)"
     )
+    precision: str = field(
+        "auto",
+        help="compute precision of the calibration forward passes: auto (bf16 autocast on a CPU "
+        "with bf16 instructions, else the weights' dtype), fp32, bf16 (autocast); the weights, "
+        "the float32 statistics, the masks and the saved model keep their dtype; --eval-ppl "
+        "always runs in full precision so perplexities stay comparable",
+        metadata=ADDED,
+    )
+    offload: str = field(
+        "none",
+        help="stream the decoder blocks for models larger than the device: none (the whole "
+        "model on --device), cpu (weights in CPU memory, one block at a time on --device), disk "
+        "(weights read block by block from the model folder's .safetensors, pruned blocks "
+        "written to --offload-dir; needs a local Hugging Face folder, not GGUF, no --eval-ppl); "
+        "with cpu, --eval-ppl runs on the CPU",
+        metadata=ADDED,
+    )
+    offload_dir: str | None = field(
+        None,
+        help="--offload disk: folder for the pruned blocks until they are saved (a temporary "
+        "folder is made inside it and removed after); not given: the output folder's parent",
+        metadata=ADDED,
+    )
     blocksize: int = field(128, help="SparseGPT: columns processed per block")
     percdamp: float = field(
         0.01, help="SparseGPT: dampening, fraction of the mean Hessian diagonal"
     )
-    eval_ppl: bool = field(False, help="measure perplexity on held-out text before and after")
+    eval_ppl: bool = field(
+        False,
+        help="measure perplexity on held-out text before and after (in full precision, "
+        "whatever --precision)",
+    )
     ppl_source: str = field(
         "default",
         help="held-out text for --eval-ppl (same kinds as --calibration; 'default' is offline "
@@ -146,6 +175,8 @@ class PruneConfig(SeededConfig):
             raise ShearsError(f"--percdamp {self.percdamp} must be in (0, 10)")
         if not self.text_field:
             raise ShearsError("--text-field must not be empty")
+        check_precision(self.precision)
+        self._check_offload()
         check_name_patterns(self.targets, "--targets")
         check_name_patterns(self.ignore, "--ignore")
         super().__post_init__()
@@ -165,6 +196,22 @@ class PruneConfig(SeededConfig):
             raise ShearsError(f"--owl-m {self.owl_m} must be > 0")
         if not 0.0 <= self.owl_lambda <= 0.5:
             raise ShearsError(f"--owl-lambda {self.owl_lambda} must be in [0, 0.5]")
+
+    def _check_offload(self) -> None:
+        if self.offload not in OFFLOADS:
+            raise ShearsError(
+                f"--offload {self.offload!r} is not known; allowed: {', '.join(OFFLOADS)}"
+            )
+        if self.offload_dir is not None and self.offload != "disk":
+            raise ShearsError(
+                f"--offload-dir {self.offload_dir!r} applies only to --offload disk, not "
+                f"--offload {self.offload}"
+            )
+        if self.offload == "disk" and self.eval_ppl:
+            raise ShearsError(
+                "--eval-ppl needs the whole model in memory; it is not available with --offload "
+                "disk (use --offload cpu, or measure later with shears eval)"
+            )
 
     @property
     def nm(self) -> tuple[int, int] | None:

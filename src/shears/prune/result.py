@@ -41,7 +41,11 @@ class PruneResult:
     (plus its ``block``), in model order; ``model_parameters``: parameters and non-zero parameters
     of the whole model; ``seconds``: the time of each step; ``perplexity``: with ``--eval-ppl``;
     ``profile``: with ``--sparsity-profile owl``, per decoder block its ``block`` index,
-    ``outlier_ratio``, target ``sparsity`` and target ``parameters``.
+    ``outlier_ratio``, target ``sparsity`` and target ``parameters``; ``precision``: the
+    ``--precision`` asked for, ``autocast``: what the calibration forward passes ran under
+    (``bf16-autocast`` or ``off``; perplexity always runs in full precision); ``device_memory``:
+    ``--offload`` and the weights held on the compute device at once
+    (:meth:`shears.prune.stream.BlockStream.record`).
     """
 
     model: str
@@ -58,6 +62,9 @@ class PruneResult:
     perplexity: PerplexityInfo | None = None
     sparsity_profile: str = "uniform"
     profile: list[dict[str, Any]] | None = None
+    precision: str = "auto"
+    autocast: str = "off"
+    device_memory: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``prune_report.json``."""

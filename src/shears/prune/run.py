@@ -26,11 +26,14 @@ from shears.models import (
     validate_model_spec,
 )
 from shears.outputs import atomic_output, check_output
+from shears.precision import describe
 from shears.prune.calibrate import SequentialPruner
 from shears.prune.config import PruneConfig
+from shears.prune.disk import check_disk_source, check_offload_dir, open_disk
 from shears.prune.report import plot_sparsity
 from shears.prune.result import CalibrationInfo, PerplexityInfo, PruneResult
-from shears.sparsity import count_parameters, total_stats
+from shears.prune.stream import BlockStream, CpuStream, load_dtype_name, make_stream
+from shears.sparsity import total_stats
 from shears.utils import atomic_write_json, peak_memory, resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
@@ -58,8 +61,11 @@ def inputs(cfg: PruneConfig) -> list[str]:
 
 def check(cfg: PruneConfig, overwrite: bool = False) -> None:
     """Every check that needs no weights: model spec, output folder, text sources, device, dtype,
-    context length, target patterns."""
+    context length, target patterns, the offload source and folder."""
     validate_model_spec(cfg.model, cfg.gguf_file)
+    if cfg.offload == "disk":
+        check_disk_source(cfg)
+        check_offload_dir(cfg)
     check_output(cfg.output_dir, "prune", overwrite=overwrite, inputs=inputs(cfg))
     if cfg.needs_calibration:
         validate_source(cfg.calibration, "--calibration")
@@ -70,6 +76,21 @@ def check(cfg: PruneConfig, overwrite: bool = False) -> None:
     skeleton = model_skeleton(cfg.model, cfg.gguf_file, cfg.trust_remote_code)
     if skeleton is not None:  # module patterns against the structure, without the weights
         check_pattern_fits(find_targets(skeleton, cfg.targets, cfg.ignore), cfg.nm)
+
+
+def load(cfg: PruneConfig) -> tuple[nn.Module, object, BlockStream]:
+    """``(model, tokenizer, stream)`` as ``cfg.offload`` says: on ``cfg.device`` (none), in CPU
+    memory in the dtype ``cfg.dtype`` means on ``cfg.device`` (cpu), or read block by block from
+    its folder (disk)."""
+    if cfg.offload == "disk":
+        return open_disk(cfg)
+    if cfg.offload == "cpu":
+        device = resolve_device(cfg.device)
+        dtype = load_dtype_name(cfg, device)
+        model, tok = load_model(cfg.model, dtype, "cpu", cfg.gguf_file, cfg.trust_remote_code)
+        return model, tok, CpuStream(model, device)
+    model, tok = load_model(cfg.model, cfg.dtype, cfg.device, cfg.gguf_file, cfg.trust_remote_code)
+    return model, tok, BlockStream(model)
 
 
 # ---------------------------------------------------------------------------- data
@@ -119,12 +140,16 @@ def prune_model(
     cfg: PruneConfig,
     calibration: torch.Tensor | Sequence[str] | None = None,
     progress: bool = True,
+    stream: BlockStream | None = None,
 ) -> PruneResult:
     """Prune ``model`` in place as ``cfg`` says; return the report.
 
     ``calibration``: token ids (nsamples, seqlen), a list of texts to sample windows from, or
-    ``None`` to read ``cfg.calibration``. Ignored by magnitude pruning.
+    ``None`` to read ``cfg.calibration``. Ignored by magnitude pruning. ``stream``: how the
+    blocks reach the compute device (:mod:`shears.prune.stream`); default from ``cfg.offload``
+    (``cpu``: ``model`` in CPU memory, one block at a time on ``cfg.device``).
     """
+    stream = stream or make_stream(model, cfg)
     targets = find_targets(model, cfg.targets, cfg.ignore)
     check_pattern_fits(targets, cfg.nm)
     if cfg.needs_calibration:
@@ -142,8 +167,9 @@ def prune_model(
         f", calibration {tuple(ids.shape)}" if ids is not None else "",
     )
     t1 = time.perf_counter()
-    pruner = SequentialPruner(model, targets, cfg, progress=progress)
+    pruner = SequentialPruner(model, targets, cfg, progress=progress, stream=stream)
     layers = pruner.run(ids)
+    stream.finish()
     t_prune = time.perf_counter() - t1
     overall = total_stats(layers)
     logger.info(
@@ -162,11 +188,14 @@ def prune_model(
         calibration=calibration_info(ids, source, cfg),
         targets=overall,
         layers=layers,
-        model_parameters=count_parameters(model),
+        model_parameters=stream.count_parameters(),
         seconds={"calibration_data": round(t_data, 3), "prune": round(t_prune, 3)},
         peak_memory=peak_memory(),
         sparsity_profile=cfg.sparsity_profile,
         profile=pruner.profile,
+        precision=cfg.precision,
+        autocast=describe(pruner.autocast if ids is not None else None),
+        device_memory=stream.record(),
     )
 
 
@@ -180,14 +209,19 @@ def save_pruned(
     cfg: PruneConfig,
     overwrite: bool = False,
     t_start: float | None = None,
+    stream: BlockStream | None = None,
 ) -> Path:
     """Write ``cfg.output_dir`` in one atomic rename: model (safetensors), tokenizer,
     ``prune_report.json``, ``prune_config.json`` and (if ``cfg.plot``) ``sparsity_per_layer.png``.
-    A killed run leaves only a hidden ``.<name>.tmp-*`` folder, never a complete-looking output."""
+    A killed run leaves only a hidden ``.<name>.tmp-*`` folder, never a complete-looking output.
+    ``stream``: the one the model was pruned with (``--offload disk`` writes its block shards)."""
     if getattr(model.config, "quantization_config", None) is not None:
         del model.config.quantization_config  # GGUF-dequantised weights are plain floats now
     with atomic_output(cfg.output_dir, "prune", overwrite=overwrite, inputs=inputs(cfg)) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        if stream is not None:
+            stream.save_model(tmp)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / PRUNE_CONFIG, config_record(cfg))
@@ -207,6 +241,8 @@ def save_pruned(
 
 
 def _perplexity(model: nn.Module, tokenizer: object, held: torch.Tensor, cfg: PruneConfig) -> float:
+    """Held-out perplexity in full precision (no autocast, whatever ``cfg.precision``), so that
+    dense and pruned numbers stay comparable across runs and machines."""
     from shears.evaluate.perplexity import perplexity
 
     return perplexity(
@@ -230,10 +266,28 @@ def run(cfg: PruneConfig, overwrite: bool = False, progress: bool = True) -> Pru
     """Load ``cfg.model``, prune it, optionally measure perplexity, and save everything into
     ``cfg.output_dir`` in one atomic step: the model (safetensors) and tokenizer,
     ``prune_report.json``, ``sparsity_per_layer.png`` and ``prune_config.json``.
+
+    ``cfg.offload``: cpu / disk load the model into CPU memory / read it from disk block by block
+    (:mod:`shears.prune.stream`); perplexity (``--eval-ppl``, cpu) then runs on the CPU.
     """
     t_start = time.perf_counter()
     check(cfg, overwrite)
-    model, tok = load_model(cfg.model, cfg.dtype, cfg.device, cfg.gguf_file, cfg.trust_remote_code)
+    model, tok, stream = load(cfg)
+    try:
+        return _run(cfg, model, tok, stream, t_start, overwrite, progress)
+    finally:
+        stream.close()
+
+
+def _run(
+    cfg: PruneConfig,
+    model: nn.Module,
+    tok: object,
+    stream: BlockStream,
+    t_start: float,
+    overwrite: bool,
+    progress: bool,
+) -> PruneResult:
     t_load = time.perf_counter() - t_start
     check_prune_context(cfg, max_positions(model))  # GGUF / hub models: known only now
     check_pattern_fits(find_targets(model, cfg.targets, cfg.ignore), cfg.nm)
@@ -245,7 +299,7 @@ def run(cfg: PruneConfig, overwrite: bool = False, progress: bool = True) -> Pru
     ppl, held = dense_perplexity(model, tok, cfg) if cfg.eval_ppl else (None, None)
     t_ppl = time.perf_counter() - t0 if ppl is not None else 0.0
 
-    result = prune_model(model, tok, cfg, calibration=ids, progress=progress)
+    result = prune_model(model, tok, cfg, calibration=ids, progress=progress, stream=stream)
     if result.calibration is not None:
         result.calibration.source = cfg.calibration
 
@@ -258,6 +312,6 @@ def run(cfg: PruneConfig, overwrite: bool = False, progress: bool = True) -> Pru
     result.seconds.update(
         load=round(t_load, 3), calibration_data=round(t_data, 3), perplexity=round(t_ppl, 3)
     )
-    save_pruned(model, tok, result, cfg, overwrite=overwrite, t_start=t_start)
+    save_pruned(model, tok, result, cfg, overwrite=overwrite, t_start=t_start, stream=stream)
     logger.info("saved the pruned model and %s to %s", PRUNE_REPORT, Path(cfg.output_dir))
     return result
