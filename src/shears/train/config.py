@@ -90,7 +90,9 @@ class TrainConfig(ResumableConfig, SeededConfig):
     )
     precision: str = field(
         "auto",
-        help=f"{' | '.join(PRECISIONS)}; auto = bf16 (or fp16) mixed precision on GPU, fp32 on CPU",
+        help=f"{' | '.join(PRECISIONS)}; auto = bf16 (or fp16) mixed precision on GPU; on CPU "
+        "bf16 autocast (fp32 master weights) where the shared precision policy allows it, else "
+        "fp32",
     )
     save_steps: int = field(50, help="write a resumable checkpoint every N optimizer steps")
     save_total_limit: int = field(2, help="keep at most this many checkpoints")

@@ -20,6 +20,7 @@ from shears.adapters.io import SuperAdapter
 from shears.artifacts import write_train_config
 from shears.errors import ShearsError
 from shears.outputs import claim
+from shears.precision import autocast_dtype
 from shears.train.config import TrainConfig
 from shears.train.data import EncodedDataset, PadCollator
 from shears.train.folder import OWNED, drop_failed_work, last_checkpoint, work_folder
@@ -46,11 +47,15 @@ class Session:
 
 def _device_flags(cfg: TrainConfig) -> dict[str, bool]:
     """``use_cpu``, ``bf16`` and ``fp16`` for the Trainer (which moves the model to the GPU when
-    there is one, unless ``--device cpu``)."""
+    there is one, unless ``--device cpu``). ``auto`` on CPU is bf16 autocast with fp32 master
+    weights where :func:`shears.precision.autocast_dtype` allows it for ``train``."""
     use_cpu = cfg.device == "cpu" or not torch.cuda.is_available()
+    if cfg.precision == "auto" and use_cpu:
+        bf16 = autocast_dtype("auto", torch.device("cpu"), "train") is not None
+        return {"use_cpu": True, "bf16": bf16, "fp16": False}
     if cfg.precision == "auto":
-        bf16 = not use_cpu and torch.cuda.is_bf16_supported()
-        return {"use_cpu": use_cpu, "bf16": bf16, "fp16": not use_cpu and not bf16}
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"use_cpu": False, "bf16": bf16, "fp16": not bf16}
     if cfg.precision == "fp16" and use_cpu:
         raise ShearsError("precision fp16 needs a GPU; use fp32 or bf16 on CPU")
     return {"use_cpu": use_cpu, "bf16": cfg.precision == "bf16", "fp16": cfg.precision == "fp16"}

@@ -35,6 +35,7 @@ from shears.train.folder import STATE_FILE, output_state
 from shears.train.nls import Session, barrier, fit, start
 from shears.train.plots import plot_loss
 from shears.train.result import TrainResult
+from shears.train.sharding import gathered
 from shears.train.teacher import Distiller, freeze, load_teacher, teacher_spec
 from shears.utils import peak_memory, resolve_device, set_seed
 
@@ -81,10 +82,11 @@ def train_nls(
     session = start(cfg, state)  # act
     trainer, metrics = fit(model, dataset, collator, adapter, cfg, session, callbacks, distiller)
     result = _result(trainer, metrics, adapter.space, data_stats, cfg, session)
-    if session.args.should_save:  # write
-        _write_output(trainer, adapter, cfg, result)
-        if session.work != session.out:
-            shutil.rmtree(session.work, ignore_errors=True)
+    with gathered(adapter.layers):  # every rank gathers what FSDP shards; the main one writes
+        if session.args.should_save:
+            _write_output(trainer, adapter, cfg, result)
+            if session.work != session.out:
+                shutil.rmtree(session.work, ignore_errors=True)
     barrier(session.args)
     logger.info("super-adapter written to %s (final loss %s)", session.out, result.final_loss)
     return result

@@ -21,7 +21,9 @@ from transformers import Trainer, TrainerCallback
 
 from shears.adapters.elastic_lora import ElasticLoRALinear
 from shears.adapters.search_space import SearchSpace
+from shears.precision import autocast
 from shears.train.distill_loss import token_count
+from shears.train.sharding import copy_into, setup_fsdp, trainable_state
 from shears.train.teacher import Distiller
 
 logger = logging.getLogger(__name__)
@@ -133,10 +135,9 @@ class NLSCallback(TrainerCallback):
         self.space.apply(self.layers, self.space.maximal())
 
 
-def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {
-        n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad
-    }
+def mixed_dtype(args) -> torch.dtype | None:
+    """The autocast dtype of the Trainer's arguments ``args`` (``None``: full precision)."""
+    return torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
 
 
 class NLSTrainer(Trainer):
@@ -150,6 +151,18 @@ class NLSTrainer(Trainer):
         self.distiller = distiller
         self._terms: dict[str, torch.Tensor] = {}  # summed since the last log
         self._terms_step = 0
+
+    def create_accelerator_and_postprocess(self) -> None:
+        super().create_accelerator_and_postprocess()
+        self.is_fsdp_enabled = setup_fsdp(self.accelerator)
+
+    def autocast_smart_context_manager(self, cache_enabled: bool | None = True):
+        """With a teacher, the whole loss under the run's mixed precision: accelerate autocasts
+        the student's ``forward`` only, not the teacher nor the student's body and head called at
+        the CE tokens (:meth:`Distiller.student_loss`)."""
+        if self.distiller is None:
+            return super().autocast_smart_context_manager(cache_enabled)
+        return autocast(mixed_dtype(self.args), self.args.device)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         d = self.distiller
@@ -232,6 +245,13 @@ class NLSTrainer(Trainer):
             raise NonFiniteLossError(self.state.global_step, float(loss.detach().float().cpu()))
         return loss
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        if not self.is_fsdp_enabled:
+            return super().save_model(output_dir, _internal_call)
+        # every rank gathers the sharded adapter (not the frozen base), the main process writes it
+        model = self.accelerator.unwrap_model(self.model)
+        self._save(output_dir, state_dict=trainable_state(model))
+
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         output_dir = output_dir or self.args.output_dir
         if not self.args.should_save:
@@ -242,8 +262,20 @@ class NLSTrainer(Trainer):
             names = {n for n, p in model.named_parameters() if p.requires_grad}
             tensors = {k: v.contiguous().cpu() for k, v in state_dict.items() if k in names}
         else:
-            tensors = _trainable_state(model)
+            tensors = trainable_state(model)
         save_file(tensors, os.path.join(output_dir, ADAPTER_CKPT), metadata={"format": "pt"})
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        if not self.is_fsdp_enabled:
+            return super()._save_optimizer_and_scheduler(output_dir)
+        # the adapter is in ADAPTER_CKPT already: no FSDP model file (a copy of the whole base)
+        from accelerate.utils import save_fsdp_optimizer
+        from transformers.trainer import SCHEDULER_NAME
+
+        plugin = self.accelerator.state.fsdp_plugin
+        save_fsdp_optimizer(plugin, self.accelerator, self.optimizer, self.model, output_dir)
+        if self.args.should_save:
+            torch.save(self.lr_scheduler.state_dict(), os.path.join(output_dir, SCHEDULER_NAME))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         path = os.path.join(resume_from_checkpoint, ADAPTER_CKPT)
@@ -259,7 +291,6 @@ class NLSTrainer(Trainer):
                 f"checkpoint {resume_from_checkpoint} does not fit the adapter "
                 f"(missing {missing[:2]}, unknown {unknown[:2]})"
             )
-        with torch.no_grad():
-            for n, t in state.items():
-                params[n].copy_(t.to(params[n].device, params[n].dtype))
+        for n, t in state.items():
+            copy_into(params[n], t)  # a shard of it under FSDP
         logger.info("resumed adapter weights from %s", resume_from_checkpoint)
