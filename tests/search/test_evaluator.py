@@ -108,3 +108,24 @@ def test_invalid_config_is_a_clear_error():
         ev({**space.heuristic(), "0.g": 5})
     with pytest.raises(ShearsError, match="misses group"):
         ev({"0.g": 16})
+
+
+def test_a_reader_replays_the_log_and_never_writes_it(tmp_path):
+    """``write_log=False`` (the other processes of a data-parallel search): a fresh log is not
+    started, a resumed one is read as the writer reads it and left byte for byte unchanged."""
+    space, log = make_space(), tmp_path / "log.jsonl"
+    eights = {g.name: 8 for g in space.groups}
+    CachedEvaluator(space, FunctionObjective(f), log_path=log, write_log=False)
+    assert not log.exists()
+    ev = CachedEvaluator(space, FunctionObjective(f), budget=3, log_path=log)
+    with pytest.raises(BudgetExhausted):
+        for c in [space.maximal(), space.minimal(), space.heuristic(), eights]:
+            ev(c)
+    with open(log, "a") as fh:
+        fh.write('{"key": "cut sho')  # a line cut short by a kill
+    before = log.read_bytes()
+    obj = FunctionObjective(f)
+    reader = CachedEvaluator(space, obj, log_path=log, resume=True, write_log=False)
+    assert reader(space.minimal()) == ev(space.minimal()) and obj.calls == 0
+    reader(eights)  # new: evaluated, not logged
+    assert obj.calls == 1 and log.read_bytes() == before

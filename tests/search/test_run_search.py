@@ -154,3 +154,29 @@ def test_the_result_is_what_the_file_holds(setup, tmp_path):
     assert list(saved) == list(res.to_dict()) and saved == res.to_dict()
     assert "pareto_front" not in saved and saved["compute"]["objective_calls"] == 4
     assert res.best.config == saved["best"]["config"] and res.history[0].index == 0
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_precision_runs_candidates_under_autocast(setup, tmp_path, monkeypatch, precision):
+    """``--precision bf16``: the candidates' forward passes run under bf16 autocast (a forward
+    hook sees it), recorded in the results; ``fp32``: none."""
+    import shears.search.run as search_run
+
+    seen: list[bool] = []
+    load = search_run.load
+
+    def spied(cfg, plan, *rest):
+        objective = load(cfg, plan, *rest)
+        objective.model.register_forward_hook(
+            lambda *a: seen.append(torch.is_autocast_enabled("cpu"))
+        )
+        return objective
+
+    monkeypatch.setattr(search_run, "load", spied)
+    out = tmp_path / precision
+    assert run(setup, out, "--budget", "3", "--screen-top-k", "2", "--precision", precision) == 0
+    res = json.loads((out / "search_results.json").read_text())
+    assert seen and set(seen) == {precision == "bf16"}
+    assert res["precision"] == precision
+    assert res["autocast"] == ("bf16-autocast" if precision == "bf16" else "off")
+    assert res["best"]["score"] > 0

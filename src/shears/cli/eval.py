@@ -32,12 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from shears.evaluate.parallel import DataParallel
     from shears.evaluate.run import run
 
     base = load_config_file(args.config) if args.config else {}
     base = apply_overrides(base, args.overrides)
     cfg = dataclass_from_args(EvalConfig, args, base)
     res = run(cfg)
+    if not DataParallel.current(cfg.device).is_main:  # the main process of a launch reports
+        return 0
     summary = {
         "mean_accuracy": res.mean_accuracy,
         "tasks": {

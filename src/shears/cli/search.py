@@ -32,6 +32,7 @@ def register(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from shears.evaluate.parallel import DataParallel
     from shears.search.config import SearchConfig
     from shears.search.run import run
 
@@ -40,6 +41,8 @@ def main(args: argparse.Namespace) -> int:
         base = apply_overrides(base, args.set)
     cfg = dataclass_from_args(SearchConfig, args, base)
     res = run(cfg)
+    if not DataParallel.current(cfg.device).is_main:  # the main process of a launch reports
+        return 0
     score, size = (res.best.score, res.best.adapter_parameters) if res.best else (None, None)
     print(
         f"best {res.objective}={score} adapter_parameters={size} "

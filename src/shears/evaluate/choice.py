@@ -24,6 +24,7 @@ from shears.data.prompts import format_prompt
 from shears.errors import ShearsError
 from shears.evaluate.extract import extract_answer_word
 from shears.evaluate.generate import generate_answers, model_device, pad_left
+from shears.evaluate.parallel import SINGLE, DataParallel, merge_indexed
 from shears.models import max_positions
 
 logger = logging.getLogger(__name__)
@@ -200,13 +201,19 @@ def _tokenize_requests(
 
 
 def _score_requests(
-    model: nn.Module, r: _Requests, pad: int, batch_size: int, out: list, bar
-) -> None:
-    """Fill ``out[request index]`` with ``(sum log p, is_greedy)``: the shared-context groups
-    (``batch_size`` contexts per forward), then the whole sequences (``batch_size`` each)."""
+    model: nn.Module, r: _Requests, pad: int, batch_size: int, parallel: DataParallel, bar
+) -> list[tuple[int, tuple[float, bool]]]:
+    """``(request index, (sum log p, is_greedy))`` of the batches of this process: the
+    shared-context groups (``batch_size`` contexts per forward), then the whole sequences
+    (``batch_size`` each); batches are numbered across both for ``parallel``'s round-robin."""
     ctxs = sorted(r.groups, key=lambda c: -len(r.ctx_ids[c]))  # similar lengths: little padding
-    for start in range(0, len(ctxs), batch_size):
-        batch = ctxs[start : start + batch_size]
+    shared = [ctxs[s : s + batch_size] for s in range(0, len(ctxs), batch_size)]
+    whole = sorted(r.whole, key=lambda w: -len(w[1]))
+    runs = [whole[s : s + batch_size] for s in range(0, len(whole), batch_size)]
+    done: list[tuple[int, tuple[float, bool]]] = []
+    for b, batch in enumerate(shared):
+        if not parallel.mine(b):
+            continue
         scores = _shared_context_batch(
             model,
             [r.ctx_ids[c] for c in batch],
@@ -214,16 +221,15 @@ def _score_requests(
             pad,
         )
         for c, sc in zip(batch, scores, strict=True):
-            for (i, _), s in zip(r.groups[c], sc, strict=True):
-                out[i] = s
+            done.extend((i, s) for (i, _), s in zip(r.groups[c], sc, strict=True))
             bar.update(len(sc))
-    whole = sorted(r.whole, key=lambda w: -len(w[1]))
-    for start in range(0, len(whole), batch_size):
-        batch = whole[start : start + batch_size]
-        scores = _whole_sequence_batch(model, [(ids, n) for _, ids, n in batch], pad)
-        for (i, _, _), s in zip(batch, scores, strict=True):
-            out[i] = s
-        bar.update(len(batch))
+    for b, run in enumerate(runs, start=len(shared)):
+        if not parallel.mine(b):
+            continue
+        scores = _whole_sequence_batch(model, [(ids, n) for _, ids, n in run], pad)
+        done.extend((i, s) for (i, _, _), s in zip(run, scores, strict=True))
+        bar.update(len(run))
+    return done
 
 
 @torch.no_grad()
@@ -235,6 +241,7 @@ def loglikelihoods(
     batch_size: int = 16,
     progress: bool = False,
     share_context: bool = True,
+    parallel: DataParallel = SINGLE,
 ) -> list[tuple[float, bool]]:
     """``(sum log p(continuation | context), is_greedy)`` for each ``(context, continuation)``.
 
@@ -247,7 +254,8 @@ def loglikelihoods(
 
     Context + continuation longer than the model's maximum positions: the context is cut from the
     left (a warning counts such requests); a continuation that alone leaves no position for a
-    context token is a ShearsError.
+    context token is a ShearsError. ``parallel``: the processes that share the batches (every
+    one gets all results).
     """
     share_context = (
         share_context and _cache_keyword(model) is not None and _accepts(model, "position_ids")
@@ -256,16 +264,16 @@ def loglikelihoods(
         tokenizer, requests, style != "chat", max_positions(model), share_context
     )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    out: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
     was_training = model.training
     model.eval()
-    bar = tqdm(total=len(requests), desc="loglikelihood", disable=not progress, leave=False)
+    total = len(requests) if parallel.world == 1 else None  # a process's share is not known
+    bar = tqdm(total=total, desc="loglikelihood", disable=not progress, leave=False)
     try:
-        _score_requests(model, r, pad, batch_size, out, bar)
+        done = _score_requests(model, r, pad, batch_size, parallel, bar)
     finally:
         bar.close()
         model.train(was_training)
-    return out
+    return merge_indexed(parallel.gather(done), len(requests))
 
 
 def choice_scores(
@@ -276,6 +284,7 @@ def choice_scores(
     batch_size: int = 16,
     progress: bool = False,
     share_context: bool = True,
+    parallel: DataParallel = SINGLE,
 ) -> list[list[float]]:
     """Log-likelihood of every choice of every example (``instruction``, optional ``input``,
     ``choices``: list of strings), given the shared prompt of the question.
@@ -288,7 +297,9 @@ def choice_scores(
         ctx = format_prompt(e["instruction"], e.get("input", ""), style, tokenizer)
         prefix = e.get("answer_prefix") or ""
         requests.extend((ctx + prefix, f" {c}" if prefix else c) for c in e["choices"])
-    flat = loglikelihoods(model, tokenizer, requests, style, batch_size, progress, share_context)
+    flat = loglikelihoods(
+        model, tokenizer, requests, style, batch_size, progress, share_context, parallel
+    )
     scores, k = [], 0
     for e in examples:
         n = len(e["choices"])
@@ -342,12 +353,13 @@ def generation_choice_accuracy(
     batch_size: int = 16,
     max_new_tokens: int = 32,
     progress: bool = False,
+    parallel: DataParallel = SINGLE,
 ) -> tuple[float, list[dict]]:
     """LLM-Adapters-style multiple choice: generate, take the first allowed answer word
     (``answer_words``) in the output, compare with ``answer``. Returns accuracy and per-example
     records (``output``, ``extracted``, ``correct``)."""
     outputs = generate_answers(
-        model, tokenizer, examples, style, batch_size, max_new_tokens, progress
+        model, tokenizer, examples, style, batch_size, max_new_tokens, progress, parallel
     )
     records = []
     for e, out in zip(examples, outputs, strict=True):

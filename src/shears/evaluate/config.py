@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shears.config import field
+from shears.config import ADDED, field
 from shears.data.prompts import PROMPT_STYLES
 from shears.errors import ShearsError
 from shears.evaluate.tasks import TaskSpec, parse_task
+from shears.precision import PRECISIONS, check_precision
 from shears.stage import OverwriteConfig, SeededConfig
 
 
@@ -62,6 +63,13 @@ class EvalConfig(OverwriteConfig, SeededConfig):
     )
     num_fewshot: int | None = field(None, help="few-shot examples for lm-eval tasks")
     progress: bool = field(True, help="show progress bars")
+    precision: str = field(
+        "auto",
+        help=f"compute precision of the forward passes: {' | '.join(PRECISIONS)} (bf16: bf16 "
+        "autocast over fp32 weights; auto: bf16 autocast where the hardware has it and it was "
+        "measured to keep quality; fp32: none); a model loaded in bf16/fp16 computes in it",
+        metadata=ADDED,
+    )
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -78,6 +86,7 @@ class EvalConfig(OverwriteConfig, SeededConfig):
             raise ShearsError(
                 f"prompt_style {self.prompt_style!r} is not known; allowed: {', '.join(PROMPT_STYLES)}"
             )
+        check_precision(self.precision)
         if not self.tasks:
             raise ShearsError("no tasks given; e.g. --tasks gsm_symbolic,gsm_symbolic_mc")
         specs = [parse_task(t) for t in self.tasks]

@@ -5,7 +5,8 @@ order. Prompt + ``max_new_tokens`` must fit the model's maximum positions: ``max
 above them is a ShearsError; a prompt longer than the rest is cut from the left (its last tokens,
 next to where the answer starts, are kept, as lm-evaluation-harness does) and a warning counts
 them. Left padding plus the attention mask make a prompt's answer independent of its batch
-neighbours, so batch size changes speed, not answers (up to float rounding).
+neighbours, so batch size changes speed, not answers (up to float rounding). Under data-parallel
+evaluation (:mod:`shears.evaluate.parallel`) each process runs whole batches of that order.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 from shears.context import check_length
 from shears.data.prompts import check_style, format_prompt
 from shears.evaluate.extract import ALPACA_STOP, clean_output
+from shears.evaluate.parallel import SINGLE, DataParallel, merge_indexed
 from shears.models import ContextLimit, max_positions
 
 logger = logging.getLogger(__name__)
@@ -150,12 +152,14 @@ def generate(
     stop_strings: list[str] | None = None,
     progress: bool = False,
     desc: str = "generate",
+    parallel: DataParallel = SINGLE,
 ) -> GenerationResult:
     """Greedy continuations of ``prompts`` (already formatted), batched with left padding.
 
     ``stop_strings`` end a sequence early (a finished row is padded while the batch goes on).
     Prompts longer than the model's positions less ``max_new_tokens`` are cut from the left
-    (:func:`fit_prompts`). Returns the raw decoded continuations in input order.
+    (:func:`fit_prompts`). Returns the raw decoded continuations in input order (on every
+    process of ``parallel``, which share the batches round-robin).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -166,23 +170,24 @@ def generate(
     )
     greedy = _Greedy.of(tokenizer, max_new_tokens, stop_strings)
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))  # longest first
-    texts: list[str] = [""] * len(prompts)
-    counts: list[int] = [0] * len(prompts)
+    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    mine = [idx for b, idx in enumerate(batches) if parallel.mine(b)]
+    done: list[tuple[int, tuple[str, int]]] = []  # (prompt index, (text, new tokens))
     was_training = model.training
     model.eval()
-    bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(total=sum(map(len, mine)), desc=desc, disable=not progress, leave=False)
     try:
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        for idx in mine:
             new = _generate_batch(model, tokenizer, [encoded[i] for i in idx], greedy)
             for i, toks in zip(idx, new, strict=True):
-                counts[i] = len(toks)
-                texts[i] = tokenizer.decode(toks, skip_special_tokens=True)
+                done.append((i, (tokenizer.decode(toks, skip_special_tokens=True), len(toks))))
             bar.update(len(idx))
     finally:
         bar.close()
         model.train(was_training)
-    return GenerationResult(texts, sum(counts), counts, cut)
+    results = merge_indexed(parallel.gather(done), len(prompts))
+    counts = [c for _, c in results]
+    return GenerationResult([t for t, _ in results], sum(counts), counts, cut)
 
 
 def default_stop_strings(style: str) -> list[str]:
@@ -198,6 +203,7 @@ def generate_answers(
     batch_size: int = 16,
     max_new_tokens: int = 256,
     progress: bool = False,
+    parallel: DataParallel = SINGLE,
 ) -> list[str]:
     """Greedy answers to ``examples`` (dicts with ``instruction`` and optional ``input``), in the
     shared prompt format ``style``; each answer is cut at a new Alpaca section and stripped."""
@@ -211,5 +217,6 @@ def generate_answers(
         max_new_tokens,
         default_stop_strings(style),
         progress,
+        parallel=parallel,
     )
     return [clean_output(t, style) for t in res.texts]

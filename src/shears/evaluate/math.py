@@ -15,6 +15,7 @@ from shears.evaluate.extract import (
     parse_label_number,
 )
 from shears.evaluate.generate import generate_answers
+from shears.evaluate.parallel import SINGLE, DataParallel
 
 KINDS = ("number", "letter")
 
@@ -40,15 +41,17 @@ def math_accuracy(
     max_new_tokens: int = 256,
     kind: str = "number",
     progress: bool = False,
+    parallel: DataParallel = SINGLE,
 ) -> tuple[float, list[dict]]:
     """Accuracy of greedy answers to ``examples`` (``instruction``, optional ``input``, ``answer``).
 
     Returns ``(accuracy, records)``; each record holds ``output``, ``extracted``, ``correct``.
+    ``parallel``: the processes that share the generation (every one gets all records).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     outputs = generate_answers(
-        model, tokenizer, examples, style, batch_size, max_new_tokens, progress
+        model, tokenizer, examples, style, batch_size, max_new_tokens, progress, parallel
     )
     records = [
         {"output": out, **score_math_output(out, e["answer"], kind)}

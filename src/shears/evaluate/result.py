@@ -25,7 +25,9 @@ class EvalResult:
     """What ``eval_results.json`` holds (:meth:`to_dict`: its keys, in file order).
 
     ``tasks``: ``{name: metrics}``; ``parameters``: :func:`shears.sparsity.count_nonzero_parameters`
-    of the evaluated model; ``settings``: the EvalConfig as given.
+    of the evaluated model; ``settings``: the EvalConfig as given; ``precision``: the setting,
+    ``autocast``: what it meant on this device (``bf16-autocast`` or ``off``); ``world_size``:
+    the data-parallel processes that shared the work.
     """
 
     model: str
@@ -37,6 +39,8 @@ class EvalResult:
     num_tasks_in_mean: int
     prompt_style: str
     time_s: float
+    precision: str
+    autocast: str
     parameters: dict[str, Any]
     settings: dict[str, Any]
     device: str
@@ -44,6 +48,7 @@ class EvalResult:
     total_time_s: float
     memory: dict[str, float]
     versions: dict[str, str]
+    world_size: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -7,6 +7,11 @@ model and the adapter and counts parameters at the active sub-adapter rank; the 
 (:func:`shears.evaluate.suite.evaluate_model`); :func:`write_results` writes :data:`RESULTS`
 (``eval_results.json``, an :class:`~shears.evaluate.result.EvalResult`) and
 ``predictions.jsonl`` atomically.
+
+Launched as several processes (``accelerate launch --num_processes N -m shears eval``, ``torchrun
+--nproc_per_node N -m shears eval``), every process checks and loads the same, the tasks share
+their batches between them (:mod:`shears.evaluate.parallel`), and the main process alone logs and
+writes the results, the same numbers as one process.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from shears.artifacts import EVAL_PREDICTIONS, EVAL_RESULTS, config_record, read
 from shears.context import check_eval_context
 from shears.errors import ShearsError
 from shears.evaluate.config import EvalConfig
+from shears.evaluate.parallel import SINGLE, DataParallel
 from shears.evaluate.result import EvalResult, SubAdapterUsed
 from shears.evaluate.suite import evaluate_model, prepare_tasks
 from shears.evaluate.tasks import TaskSpec
@@ -135,14 +141,18 @@ def check(cfg: EvalConfig) -> EvalPlan:
 # ---------------------------------------------------------------------------- load
 
 
-def load(cfg: EvalConfig, plan: EvalPlan) -> tuple[nn.Module, Any, dict[str, Any]]:
+def load(
+    cfg: EvalConfig, plan: EvalPlan, parallel: DataParallel = SINGLE
+) -> tuple[nn.Module, Any, dict[str, Any]]:
     """``(model, tokenizer, parameter counts)``: the model with its adapter attached and, for a
-    super-adapter, the sub-adapter folded into the base weights."""
+    super-adapter, the sub-adapter folded into the base weights (on this process's own GPU when
+    ``parallel`` shares a machine's GPUs)."""
     from shears.models import load_model
     from shears.sparsity import count_nonzero_parameters
 
     logger.info("loading %s", cfg.model)
-    model, tok = load_model(cfg.model, cfg.dtype, cfg.device, cfg.gguf_file)
+    device = parallel.device(cfg.device)
+    model, tok = load_model(cfg.model, cfg.dtype, device, cfg.gguf_file)
     if cfg.adapter:
         model = attach_adapter(model, cfg, plan.choice.config if plan.choice else None)
     if hasattr(model, "parameter_counts"):  # a deployed IR: its own account of its weights
@@ -172,7 +182,13 @@ def load(cfg: EvalConfig, plan: EvalPlan) -> tuple[nn.Module, Any, dict[str, Any
 
 
 def _result(
-    cfg: EvalConfig, plan: EvalPlan, model: nn.Module, counts: dict, res: dict, t_start: float
+    cfg: EvalConfig,
+    plan: EvalPlan,
+    model: nn.Module,
+    counts: dict,
+    res: dict,
+    t_start: float,
+    world_size: int = 1,
 ) -> EvalResult:
     """The :class:`EvalResult` of ``res`` (:func:`evaluate_model` without its predictions)."""
     from shears.utils import package_versions, peak_memory
@@ -195,6 +211,7 @@ def _result(
         total_time_s=round(time.perf_counter() - t_start, 3),
         memory=peak_memory(),
         versions=package_versions("shears", "torch", "transformers", python=True),
+        world_size=world_size,
     )
 
 
@@ -216,14 +233,32 @@ def write_results(out: Path, result: EvalResult, predictions: dict[str, list[dic
 # ---------------------------------------------------------------------------- run
 
 
+def quiet_other_ranks(parallel: DataParallel) -> None:
+    """Log and show progress bars only on the main process of a data-parallel launch (errors
+    still show everywhere)."""
+    if not parallel.is_main:
+        from transformers.utils import logging as hf_logging
+
+        logging.getLogger("shears").setLevel(logging.ERROR)
+        hf_logging.disable_progress_bar()
+
+
 def run(cfg: EvalConfig) -> EvalResult:
-    """Evaluate ``cfg.model`` (+ adapter) on ``cfg.tasks``; write results; return them."""
+    """Evaluate ``cfg.model`` (+ adapter) on ``cfg.tasks``; write results; return them (on every
+    process of a data-parallel launch; the main one writes)."""
     t_start = time.perf_counter()
+    parallel = DataParallel.current(cfg.device)
+    quiet_other_ranks(parallel)
     plan = check(cfg)
-    model, tok, counts = load(cfg, plan)
-    res = evaluate_model(model, tok, plan.specs, cfg, data=plan.data, prompt_style=plan.style)
+    parallel.wait()  # every process checked the output folder before the main one writes it
+    model, tok, counts = load(cfg, plan, parallel)
+    res = evaluate_model(
+        model, tok, plan.specs, cfg, data=plan.data, prompt_style=plan.style, parallel=parallel
+    )
     predictions = res.pop("predictions")
-    result = _result(cfg, plan, model, counts, res, t_start)
+    result = _result(cfg, plan, model, counts, res, t_start, parallel.world)
+    if not parallel.is_main:
+        return result
     write_results(plan.out, result, predictions)
     logger.info(
         "mean accuracy %s over %d task(s); wrote %s",

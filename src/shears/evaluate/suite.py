@@ -2,7 +2,9 @@
 calls it once the model is loaded).
 
 One function per task kind turns the examples of a task into ``(metrics, prediction records)``;
-:data:`TASK_RUNNERS` maps each kind to its function.
+:data:`TASK_RUNNERS` maps each kind to its function. The forward passes run under the autocast of
+``cfg.precision`` (:func:`eval_autocast`); under data-parallel evaluation the processes share the
+batches of every task and all end with every result (:mod:`shears.evaluate.parallel`).
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from shears.context import check_eval_context
 from shears.errors import ShearsError
 from shears.evaluate.config import EvalConfig
+from shears.evaluate.parallel import SINGLE, DataParallel
 from shears.evaluate.tasks import TaskSpec, load_task_data, parse_task
 from shears.models import max_positions
+from shears.precision import autocast, autocast_dtype, describe
 
 logger = logging.getLogger(__name__)
 
@@ -52,32 +57,42 @@ def _answer_records(examples: list[dict], recs: Records) -> Records:
     ]
 
 
-def _math_task(model, tokenizer, spec, examples, cfg, style) -> tuple[Metrics, Records]:
+def _math_task(model, tokenizer, spec, examples, cfg, style, dp) -> tuple[Metrics, Records]:
     """``math`` (a number) and ``letter`` (a choice letter) by greedy generation."""
     from shears.evaluate.math import math_accuracy
 
     kind = "number" if spec.kind == "math" else "letter"
     acc, recs = math_accuracy(
-        model, tokenizer, examples, style, cfg.batch_size, cfg.max_new_tokens, kind, cfg.progress
+        model,
+        tokenizer,
+        examples,
+        style,
+        cfg.batch_size,
+        cfg.max_new_tokens,
+        kind,
+        cfg.progress and dp.is_main,
+        dp,
     )
     return {"accuracy": acc, "count": len(examples)}, _answer_records(examples, recs)
 
 
-def _mc_gen_task(model, tokenizer, spec, examples, cfg, style) -> tuple[Metrics, Records]:
+def _mc_gen_task(model, tokenizer, spec, examples, cfg, style, dp) -> tuple[Metrics, Records]:
     """Multiple choice by generation and answer-word matching."""
     from shears.evaluate.choice import generation_choice_accuracy
 
+    progress = cfg.progress and dp.is_main
     acc, recs = generation_choice_accuracy(
-        model, tokenizer, examples, style, cfg.batch_size, cfg.max_new_tokens, cfg.progress
+        model, tokenizer, examples, style, cfg.batch_size, cfg.max_new_tokens, progress, dp
     )
     return {"accuracy": acc, "count": len(examples)}, _answer_records(examples, recs)
 
 
-def _mc_task(model, tokenizer, spec, examples, cfg, style) -> tuple[Metrics, Records]:
+def _mc_task(model, tokenizer, spec, examples, cfg, style, dp) -> tuple[Metrics, Records]:
     """Multiple choice by the log-likelihood of each choice."""
     from shears.evaluate.choice import choice_metrics, choice_scores
 
-    scores = choice_scores(model, tokenizer, examples, style, cfg.batch_size, cfg.progress)
+    progress = cfg.progress and dp.is_main
+    scores = choice_scores(model, tokenizer, examples, style, cfg.batch_size, progress, parallel=dp)
     metrics, picks = choice_metrics(scores, examples)
     preds = [
         {
@@ -95,7 +110,7 @@ def _mc_task(model, tokenizer, spec, examples, cfg, style) -> tuple[Metrics, Rec
     return {"accuracy": metrics["acc"], **metrics, "count": len(examples)}, preds
 
 
-def _ppl_task(model, tokenizer, spec, examples, cfg, style) -> tuple[Metrics, Records]:
+def _ppl_task(model, tokenizer, spec, examples, cfg, style, dp) -> tuple[Metrics, Records]:
     """Perplexity of held-out text (no prediction records)."""
     from shears.data.calibration import heldout_ids
     from shears.evaluate.generate import model_device
@@ -110,13 +125,22 @@ def _ppl_task(model, tokenizer, spec, examples, cfg, style) -> tuple[Metrics, Re
         spec.split,  # used by dataset sources only
     )
     ppl = perplexity(
-        model, tokenizer, ids, cfg.ppl_seqlen, cfg.ppl_stride, cfg.batch_size, model_device(model)
+        model,
+        tokenizer,
+        ids,
+        cfg.ppl_seqlen,
+        cfg.ppl_stride,
+        cfg.batch_size,
+        model_device(model),
+        parallel=dp,
     )
     return {"perplexity": ppl, "tokens": int(ids.numel())}, []
 
 
-def _lmeval_task(model, tokenizer, spec, examples, cfg, style) -> tuple[Metrics, Records]:
-    """One lm-evaluation-harness task on the in-memory model; its primary metric as accuracy."""
+def _lmeval_task(model, tokenizer, spec, examples, cfg, style, dp) -> tuple[Metrics, Records]:
+    """One lm-evaluation-harness task on the in-memory model; its primary metric as accuracy
+    (not shared between data-parallel processes: each runs the whole task, with the same
+    result)."""
     from shears.evaluate.lmeval import primary_metric, run_lmeval
 
     res = run_lmeval(
@@ -147,13 +171,28 @@ TASK_RUNNERS: dict[str, TaskRunner] = {
 
 
 def run_task(
-    model, tokenizer, spec: TaskSpec, examples: list[dict], cfg: EvalConfig, style: str
+    model,
+    tokenizer,
+    spec: TaskSpec,
+    examples: list[dict],
+    cfg: EvalConfig,
+    style: str,
+    parallel: DataParallel = SINGLE,
 ) -> tuple[Metrics, Records]:
-    """Metrics and prediction records of one task."""
+    """Metrics and prediction records of one task (the same on every process of ``parallel``)."""
     task_runner = TASK_RUNNERS.get(spec.kind)
     if task_runner is None:  # pragma: no cover - parse_task admits only the kinds above
         raise ShearsError(f"task kind {spec.kind!r} is not known")
-    return task_runner(model, tokenizer, spec, examples, cfg, style)
+    return task_runner(model, tokenizer, spec, examples, cfg, style, parallel)
+
+
+def eval_autocast(model: nn.Module, precision: str) -> torch.dtype | None:
+    """The autocast dtype of evaluating ``model`` at ``precision`` (``"eval"`` policy of
+    :mod:`shears.precision`); None for a deployed IR, which computes in its own runtime."""
+    param = next(model.parameters(), None)
+    if param is None or hasattr(model, "parameter_counts"):
+        return None
+    return autocast_dtype(precision, param.device, "eval", param.dtype)
 
 
 # ---------------------------------------------------------------------------- all tasks
@@ -166,13 +205,15 @@ def evaluate_model(
     cfg: EvalConfig | None = None,
     data: dict[str, list[dict]] | None = None,
     prompt_style: str | None = None,
+    parallel: DataParallel = SINGLE,
 ) -> dict[str, Any]:
     """Evaluate an in-memory model on ``tasks`` (default: ``cfg.tasks``).
 
     ``data``: examples already prepared by :func:`prepare_tasks` (else loaded here, all checked
     before the first generation). Returns ``{"tasks": {name: metrics}, "mean_accuracy": float |
-    None, "predictions": {name: [records]}, "prompt_style": str, "time_s": float}``; the mean is
-    unweighted over the tasks that report an accuracy (perplexity does not).
+    None, "predictions": {name: [records]}, "prompt_style": str, "time_s": float, "precision":
+    str, "autocast": str}``; the mean is unweighted over the tasks that report an accuracy
+    (perplexity does not). ``parallel``: the processes sharing the work (each gets it all back).
     """
     cfg = cfg or EvalConfig(tasks=list(tasks) if tasks else ["gsm_symbolic"])
     style = prompt_style or cfg.prompt_style or "alpaca"
@@ -181,11 +222,15 @@ def evaluate_model(
     if data is None:
         data = prepare_tasks(specs, cfg)
     start = time.perf_counter()
+    dtype = eval_autocast(model, cfg.precision)
+    device = next(model.parameters()).device
     results: dict[str, dict] = {}
     predictions: dict[str, list[dict]] = {}
-    for spec in tqdm(specs, desc="tasks", disable=not cfg.progress or len(specs) < 2):
+    shown_bar = cfg.progress and parallel.is_main and len(specs) > 1
+    for spec in tqdm(specs, desc="tasks", disable=not shown_bar):
         t0 = time.perf_counter()
-        metrics, preds = run_task(model, tokenizer, spec, data[spec.name], cfg, style)
+        with autocast(dtype, device):
+            metrics, preds = run_task(model, tokenizer, spec, data[spec.name], cfg, style, parallel)
         metrics = {"kind": spec.kind, **metrics, "time_s": round(time.perf_counter() - t0, 3)}
         results[spec.name] = metrics
         predictions[spec.name] = preds
@@ -199,4 +244,6 @@ def evaluate_model(
         "predictions": predictions,
         "prompt_style": style,
         "time_s": round(time.perf_counter() - start, 3),
+        "precision": cfg.precision,
+        "autocast": describe(dtype),
     }

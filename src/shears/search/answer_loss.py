@@ -8,6 +8,11 @@ Three exact speed-ups, each switchable for measurement:
 - switching widths is a slice of the elastic layers in memory (``SearchSpace.apply``).
 And one estimate: :meth:`AnswerLossObjective.estimate`, the first-order change of the loss for
 removing or adding rank slices (:mod:`shears.search.screening`), for screening neighbours.
+
+Data-parallel (:mod:`shears.evaluate.parallel`): process ``r`` of ``N`` runs validation batches
+``r, r + N, ...`` (whole batches, as one process forms them); the per-batch NLL sums are gathered
+and added in batch order on every process (:func:`sum_in_order`), so every process gets the score
+one process computes, bit for bit.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from shears.adapters.elastic_lora import ElasticLoRALinear
 from shears.adapters.search_space import Config, SearchSpace
 from shears.data.tokenize import IGNORE_INDEX, encode_example, pad_batch
 from shears.errors import ShearsError
+from shears.evaluate.parallel import SINGLE, DataParallel, merge_indexed
 from shears.search.prefix_cache import BlockOutputCache
 from shears.search.space_ops import group_blocks
 
@@ -60,6 +66,15 @@ def encode_validation(
     return [pad_batch(feats[i : i + batch_size], pad) for i in range(0, len(feats), batch_size)]
 
 
+def sum_in_order(values: list[float]) -> float:
+    """``values`` added left to right from ``0.0`` (not :func:`sum`, which compensates on Python
+    3.12+): the exact float one process accumulates batch by batch."""
+    total = 0.0
+    for v in values:
+        total += v
+    return total
+
+
 class AnswerLossObjective:
     """Validation loss on answer tokens for a sub-adapter config (lower is better)."""
 
@@ -74,15 +89,22 @@ class AnswerLossObjective:
         batches: list[Batch],
         reuse_prefix: bool = True,
         gather_logits: bool = True,
+        parallel: DataParallel = SINGLE,
     ) -> None:
         if not batches:
             raise ShearsError("the loss objective needs at least one validation batch")
         self.model = model
         self.layers = layers
         self.space = space
+        self.parallel = parallel
+        self.n_tokens = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches)
         dev = next(model.parameters()).device
-        self.batches = [{k: v.to(dev) for k, v in b.items()} for b in batches]
-        self.n_tokens = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in self.batches)
+        # this process's batches on the model's device; the others' stay where they are, unused
+        self.batches = [
+            {k: v.to(dev) for k, v in b.items()} if parallel.mine(bi) else b
+            for bi, b in enumerate(batches)
+        ]
+        self.mine = [bi for bi in range(len(batches)) if parallel.mine(bi)]
         self.gather_logits = gather_logits
         self.cache = BlockOutputCache(model) if reuse_prefix else None
         self.anchor: Config | None = None
@@ -147,11 +169,12 @@ class AnswerLossObjective:
     def __call__(self, config: Config) -> float:
         self.space.apply(self.layers, config)
         k = self.first_changed_block(config)
-        total = 0.0
-        for bi, batch in enumerate(self.batches):
+        done: list[tuple[int, float]] = []
+        for bi in self.mine:
             ctx = self.cache.reuse(bi, k) if self.cache is not None else contextlib.nullcontext()
             with ctx:
-                total += float(self.batch_nll(batch))
+                done.append((bi, float(self.batch_nll(self.batches[bi]))))
+        total = sum_in_order(merge_indexed(self.parallel.gather(done), len(self.batches)))
         self.calls += 1
         self.blocks_run += self.n_blocks - min(k, self.n_blocks)
         return total / self.n_tokens
@@ -165,9 +188,9 @@ class AnswerLossObjective:
         if self.anchor is not None and k >= self.n_blocks:
             return
         self.space.apply(self.layers, config)
-        for bi, batch in enumerate(self.batches):
+        for bi in self.mine:
             with self.cache.capture(bi, start=k), self.cache.reuse(bi, k):
-                self.batch_nll(batch)
+                self.batch_nll(self.batches[bi])
         self.blocks_run += self.n_blocks - k
         self.anchor = dict(config)
 
@@ -177,7 +200,9 @@ class AnswerLossObjective:
         from shears.search.screening import estimate_candidates, rank_gradients
 
         self.space.apply(self.layers, config)
-        loss, grads = rank_gradients(self.layers, self.batches, self.batch_nll, self.n_tokens)
+        loss, grads = rank_gradients(
+            self.layers, self.batches, self.batch_nll, self.n_tokens, self.parallel
+        )
         self.blocks_run += 3 * self.n_blocks  # a backward costs about two forwards
         return estimate_candidates(self.space, grads, config, candidates, loss)
 

@@ -8,6 +8,7 @@ from shears.adapters.search_space import NAMED_CONFIGS
 from shears.config import ADDED, field
 from shears.data.prompts import PROMPT_STYLES
 from shears.errors import ShearsError
+from shears.precision import PRECISIONS, check_precision
 from shears.stage import ResumableConfig, SeededConfig
 
 ALGORITHMS = ("heuristic", "hill-climbing", "random", "evolutionary", "min", "max")
@@ -168,6 +169,12 @@ class SearchConfig(ResumableConfig, SeededConfig):
         "is over it; heuristic/min/max over it are an error",
         metadata=ADDED,
     )
+    precision: str = field(
+        "auto",
+        help=f"compute precision of the candidates' forward passes: {' | '.join(PRECISIONS)} "
+        "(as `shears eval --precision`)",
+        metadata=ADDED,
+    )
 
     def __post_init__(self) -> None:
         self.algorithm = algorithm_name(self.algorithm)
@@ -203,6 +210,7 @@ class SearchConfig(ResumableConfig, SeededConfig):
             )
         if self.cutoff_len is not None and self.cutoff_len < 2:
             raise ShearsError(f"cutoff_len must be >= 2 tokens, got {self.cutoff_len}")
+        check_precision(self.precision)
         if self.choice_metric not in CHOICE_METRICS:
             raise ShearsError(
                 f"choice_metric {self.choice_metric!r} is not known; allowed: {', '.join(CHOICE_METRICS)}"

@@ -66,6 +66,8 @@ class CachedEvaluator:
     Scores are what the objective returns; algorithms compare :meth:`cost` (lower is better).
     ``max_params`` (0 / None = no limit): a config with more adapter parameters is never evaluated
     nor counted against ``budget``; its cost is +inf, and :meth:`best` never returns it.
+    ``write_log=False``: only read the log (to resume), never write it: the other processes of a
+    data-parallel search, which read it after the main one has prepared it.
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class CachedEvaluator:
         resume: bool = False,
         fingerprint: dict[str, Any] | None = None,
         max_params: int | None = None,
+        write_log: bool = True,
     ) -> None:
         if budget is not None and budget < 1:
             raise ShearsError(f"budget must be >= 1 evaluation, got {budget}")
@@ -92,11 +95,12 @@ class CachedEvaluator:
         self._replay: dict[str, dict[str, Any]] = {}
         self.objective_calls = 0
         self.log_path = Path(log_path) if log_path else None
+        self.write_log = write_log
         if self.log_path is not None:
             if resume and self.log_path.is_file():
                 self._replay = self._read_log(self.log_path)
                 logger.info("resuming: %d logged evaluations to replay", len(self._replay))
-            else:
+            elif write_log:
                 self._write_header()
 
     # ------------------------------------------------------------------ log
@@ -111,7 +115,8 @@ class CachedEvaluator:
     def _read_log(self, path: Path) -> dict[str, dict[str, Any]]:
         lines = path.read_text().splitlines()
         if not lines:
-            self._write_header()
+            if self.write_log:
+                self._write_header()
             return {}
         try:
             header = json.loads(lines[0])["header"]
@@ -137,6 +142,8 @@ class CachedEvaluator:
                     break
                 raise ShearsError(f"search log {str(path)!r}: line {n} is not JSON") from None
             out[rec["key"]] = rec
+        if not self.write_log:
+            return out
         # rewrite without a possibly truncated tail, so appends start on a clean line
         with open(path, "w") as fh:
             fh.write(lines[0] + "\n")
@@ -145,7 +152,7 @@ class CachedEvaluator:
         return out
 
     def _append_log(self, key: str, ev: Evaluation) -> None:
-        if self.log_path is None:
+        if self.log_path is None or not self.write_log:
             return
         rec = {"key": key, **ev.to_dict()}
         rec.pop("resumed")

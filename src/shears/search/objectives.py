@@ -1,5 +1,8 @@
 """Objectives other than the answer-token loss: generative math accuracy, multiple-choice
-accuracy (both from ``shears.evaluate``), and a plain function (synthetic tests, custom scores)."""
+accuracy (both from ``shears.evaluate``), and a plain function (synthetic tests, custom scores).
+
+The two accuracies take a ``parallel`` (:mod:`shears.evaluate.parallel`): the processes of a
+data-parallel launch share the batches and every one gets the same accuracy."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from torch import nn
 
 from shears.adapters.elastic_lora import ElasticLoRALinear
 from shears.adapters.search_space import Config, SearchSpace
+from shears.evaluate.parallel import SINGLE, DataParallel
 
 
 class FunctionObjective:
@@ -42,10 +46,11 @@ class MathAccuracyObjective:
         batch_size: int = 8,
         max_new_tokens: int = 256,
         kind: str = "number",
+        parallel: DataParallel = SINGLE,
     ) -> None:
         self.model, self.tokenizer, self.layers, self.space = model, tokenizer, layers, space
         self.examples, self.style, self.batch_size = examples, style, batch_size
-        self.max_new_tokens, self.kind = max_new_tokens, kind
+        self.max_new_tokens, self.kind, self.parallel = max_new_tokens, kind, parallel
         self.name = "math_accuracy"
 
     def __call__(self, config: Config) -> float:
@@ -60,6 +65,7 @@ class MathAccuracyObjective:
             self.batch_size,
             self.max_new_tokens,
             self.kind,
+            parallel=self.parallel,
         )
         return acc
 
@@ -80,6 +86,7 @@ class ChoiceAccuracyObjective:
         style: str = "alpaca",
         batch_size: int = 8,
         metric: str = "acc",
+        parallel: DataParallel = SINGLE,
     ) -> None:
         self.model, self.tokenizer, self.layers, self.space = model, tokenizer, layers, space
         self.examples, self.style, self.batch_size, self.metric = (
@@ -88,6 +95,7 @@ class ChoiceAccuracyObjective:
             batch_size,
             metric,
         )
+        self.parallel = parallel
         self.name = f"choice_{metric}"
 
     def __call__(self, config: Config) -> float:
@@ -95,7 +103,12 @@ class ChoiceAccuracyObjective:
 
         self.space.apply(self.layers, config)
         scores = choice_scores(
-            self.model, self.tokenizer, self.examples, self.style, self.batch_size
+            self.model,
+            self.tokenizer,
+            self.examples,
+            self.style,
+            self.batch_size,
+            parallel=self.parallel,
         )
         metrics, _ = choice_metrics(scores, self.examples)
         return metrics[self.metric]

@@ -74,7 +74,9 @@ class SearchResult:
 
     ``best``: the best evaluation (``None`` when nothing was evaluated; its score ``None`` when it
     was not scored); ``history``: every evaluation in order; ``settings``: the SearchConfig;
-    ``max_params``: the adapter-size budget every evaluated config is within (0 = no limit).
+    ``max_params``: the adapter-size budget every evaluated config is within (0 = no limit);
+    ``precision``: the setting, ``autocast``: what it meant on this device (``bf16-autocast`` or
+    ``off``).
     """
 
     algorithm: str
@@ -100,6 +102,8 @@ class SearchResult:
     peak_rss_mib: float
     peak_cuda_mib: float | None
     compute: ComputeInfo | None
+    precision: str
+    autocast: str
     settings: dict[str, Any]
 
     @classmethod
@@ -111,8 +115,10 @@ class SearchResult:
         elapsed: float,
         setup: SearchSetup,
         peak_memory: dict[str, float],
+        autocast: str = "off",
     ) -> SearchResult:
-        """The result of a finished search (pure; no I/O)."""
+        """The result of a finished search (pure; no I/O); ``autocast``: the label of
+        :func:`shears.precision.describe` the candidates ran under."""
         best = outcome.best
         return cls(
             algorithm=cfg.algorithm,
@@ -141,6 +147,8 @@ class SearchResult:
             peak_rss_mib=peak_memory["peak_rss_mib"],
             peak_cuda_mib=peak_memory.get("peak_cuda_mib"),
             compute=ComputeInfo.of(evaluator.objective),
+            precision=cfg.precision,
+            autocast=autocast,
             settings=config_record(cfg),
         )
 

@@ -5,6 +5,14 @@ Output folder: ``search_results.json`` (algorithm, objective, budget, max_params
 config with its score and adapter size, ``best`` = {config, score, adapter_parameters}, time),
 ``search_log.jsonl`` (one line per evaluation: a killed search resumes from it),
 ``search_progress.png`` and ``search_ranks.png``.
+
+Launched as several processes (``torchrun --nproc_per_node N -m shears search``, ``accelerate
+launch --num_processes N -m shears search``), every process checks, loads and runs the same
+algorithm in lock-step (same seed, same candidates); each candidate's validation batches are
+shared between them and its score combined so that every process gets the same number as one
+process (:mod:`shears.search.answer_loss`, :mod:`shears.evaluate.parallel`). Only the main process
+writes (the output folder, the log, the results and plots) and logs; the others read a resumed log
+after it has prepared it.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from shears.artifacts import (
 from shears.config import absolute_spec
 from shears.context import check_search_context
 from shears.errors import ShearsError
+from shears.evaluate.parallel import SINGLE, DataParallel
 from shears.models import max_positions
 from shears.outputs import (
     MARKER,
@@ -173,9 +182,15 @@ def check(cfg: SearchConfig) -> SearchPlan:
 
 
 def build_objective(
-    cfg: SearchConfig, plan: SearchPlan, model: nn.Module, tokenizer: Any, layers: dict
+    cfg: SearchConfig,
+    plan: SearchPlan,
+    model: nn.Module,
+    tokenizer: Any,
+    layers: dict,
+    parallel: DataParallel = SINGLE,
 ) -> Objective:
-    """The objective ``cfg.objective`` on the plan's validation examples."""
+    """The objective ``cfg.objective`` on the plan's validation examples (their batches shared
+    between the processes of ``parallel``)."""
     space, settings, examples = plan.space, plan.settings, plan.examples
     if cfg.objective == "loss":
         from shears.search.answer_loss import AnswerLossObjective, encode_validation
@@ -184,7 +199,7 @@ def build_objective(
             tokenizer, examples, settings["prompt_style"], settings["cutoff_len"], cfg.batch_size
         )
         return AnswerLossObjective(
-            model, layers, space, batches, cfg.reuse_prefix, cfg.gather_logits
+            model, layers, space, batches, cfg.reuse_prefix, cfg.gather_logits, parallel
         )
     if cfg.objective == "math":
         from shears.search.objectives import MathAccuracyObjective
@@ -198,6 +213,7 @@ def build_objective(
             settings["prompt_style"],
             cfg.batch_size,
             cfg.max_new_tokens,
+            parallel=parallel,
         )
     from shears.search.objectives import ChoiceAccuracyObjective
 
@@ -210,26 +226,31 @@ def build_objective(
         settings["prompt_style"],
         cfg.batch_size,
         cfg.choice_metric,
+        parallel=parallel,
     )
 
 
-def load(cfg: SearchConfig, plan: SearchPlan) -> Objective:
-    """Load the model with the super-adapter (eval mode, no dropout); return the objective."""
+def load(cfg: SearchConfig, plan: SearchPlan, parallel: DataParallel = SINGLE) -> Objective:
+    """Load the model with the super-adapter (eval mode, no dropout; on this process's own GPU
+    when ``parallel`` shares a machine's GPUs); return the objective."""
     from shears.adapters.io import SuperAdapter
     from shears.models import load_model
 
-    model, tok = load_model(plan.model, cfg.dtype, cfg.device)
+    model, tok = load_model(plan.model, cfg.dtype, parallel.device(cfg.device))
     check_search_context(cfg, plan.settings, max_positions(model))  # GGUF / hub models: now
     layers = SuperAdapter.load(model, cfg.adapter, dropout=0.0).layers
     model.eval()
-    return build_objective(cfg, plan, model, tok, layers)
+    return build_objective(cfg, plan, model, tok, layers, parallel)
 
 
 # ---------------------------------------------------------------------------- search and write
 
 
-def fingerprint(cfg: SearchConfig, plan: SearchPlan, objective: Objective) -> dict[str, Any]:
-    """What a resumed search must share with the logged one (paths made absolute)."""
+def fingerprint(
+    cfg: SearchConfig, plan: SearchPlan, objective: Objective, autocast: str = "off"
+) -> dict[str, Any]:
+    """What a resumed search must share with the logged one (paths made absolute; ``autocast``:
+    the label the candidates run under, recorded only when on, as logs before it)."""
     return {
         "adapter": str(Path(cfg.adapter).resolve()),
         "model": absolute_spec(plan.model),
@@ -240,6 +261,7 @@ def fingerprint(cfg: SearchConfig, plan: SearchPlan, objective: Objective) -> di
         "batch_size": cfg.batch_size if cfg.objective != "loss" else None,
         "max_new_tokens": cfg.max_new_tokens if cfg.objective == "math" else None,
         **({"max_params": cfg.max_params} if cfg.max_params else {}),  # old logs: no key
+        **({"autocast": autocast} if autocast != "off" else {}),
     }
 
 
@@ -267,20 +289,51 @@ def write_results(result: SearchResult, cfg: SearchConfig, space: SearchSpace, o
         plot_ranks(result.best.config, widths, out / SEARCH_RANKS_PLOT)
 
 
-def _search(cfg: SearchConfig, plan: SearchPlan, out: Path, t0: float) -> SearchResult:
-    """Load the model and adapter, run the algorithm, write results, log and plots into ``out``."""
-    objective = load(cfg, plan)
-    log = out / SEARCH_LOG
+def make_evaluator(
+    cfg: SearchConfig,
+    space: SearchSpace,
+    objective: Objective,
+    log: Path,
+    header: dict[str, Any],
+    parallel: DataParallel = SINGLE,
+) -> CachedEvaluator:
+    """The cached evaluator of the search (``header``: the log's :func:`fingerprint`): the main
+    process starts the log ``log`` (or reads and tidies it to resume); then the others read it,
+    never writing it."""
+
+    def build(main: bool) -> CachedEvaluator:
+        return CachedEvaluator(
+            space,
+            objective,
+            cfg.budget,
+            log,
+            resume=cfg.resume,
+            fingerprint=header,
+            max_params=cfg.max_params,
+            write_log=main,
+        )
+
+    evaluator = build(True) if parallel.is_main else None
+    parallel.wait()  # the main process has prepared the log
+    return evaluator if evaluator is not None else build(False)
+
+
+def _search(
+    cfg: SearchConfig, plan: SearchPlan, out: Path, t0: float, parallel: DataParallel = SINGLE
+) -> SearchResult:
+    """Load the model and adapter, run the algorithm (its forward passes under the autocast of
+    ``cfg.precision``), write results, log and plots into ``out`` (the main process of
+    ``parallel`` only)."""
+    from shears.evaluate.generate import model_device
+    from shears.evaluate.suite import eval_autocast
+    from shears.precision import autocast, describe
+
+    objective = load(cfg, plan, parallel)
+    dtype = eval_autocast(objective.model, cfg.precision)
+    label = describe(dtype)
     space = plan.space
-    evaluator = CachedEvaluator(
-        space,
-        objective,
-        cfg.budget,
-        log,
-        resume=cfg.resume,
-        fingerprint=fingerprint(cfg, plan, objective),
-        max_params=cfg.max_params,
-    )
+    header = fingerprint(cfg, plan, objective, label)
+    evaluator = make_evaluator(cfg, space, objective, out / SEARCH_LOG, header, parallel)
     logger.info(
         "searching %d groups (%s) with %s on %s, budget %d%s",
         len(space.groups),
@@ -290,10 +343,14 @@ def _search(cfg: SearchConfig, plan: SearchPlan, out: Path, t0: float) -> Search
         cfg.budget,
         f", at most {cfg.max_params} adapter parameters" if cfg.max_params else "",
     )
-    outcome = run_algorithm(evaluator, AlgorithmConfig.of(cfg), start=plan.start)
+    with autocast(dtype, model_device(objective.model)):
+        outcome = run_algorithm(evaluator, AlgorithmConfig.of(cfg), start=plan.start)
     elapsed = time.perf_counter() - t0
-    result = SearchResult.build(cfg, evaluator, outcome, elapsed, setup(cfg, plan), peak_memory())
-    write_results(result, cfg, space, out)
+    result = SearchResult.build(
+        cfg, evaluator, outcome, elapsed, setup(cfg, plan), peak_memory(), label
+    )
+    if parallel.is_main:
+        write_results(result, cfg, space, out)
     best = result.best
     logger.info(
         "best %s=%s with %d adapter parameters after %d evaluations (%s); wrote %s",
@@ -309,13 +366,23 @@ def _search(cfg: SearchConfig, plan: SearchPlan, out: Path, t0: float) -> Search
 
 def run(cfg: SearchConfig) -> SearchResult:
     """Search the super-adapter ``cfg.adapter`` for a sub-adapter; return the results (also
-    written to ``<output_dir>/search_results.json``). Bad input fails before the model loads."""
+    written to ``<output_dir>/search_results.json``; on every process of a data-parallel launch,
+    the main one writes). Bad input fails before the model loads."""
+    from shears.evaluate.run import quiet_other_ranks
+
     t0 = time.perf_counter()
+    parallel = DataParallel.current(cfg.device)
+    quiet_other_ranks(parallel)
     plan = check(cfg)
+    parallel.wait()  # every process checked the output folder before the main one claims it
+    if not parallel.is_main:  # reads the log in place (to resume); writes nothing
+        result = _search(cfg, plan, cfg.output_path, t0, parallel)
+        parallel.wait()  # the main process has written the results
+        return result
     new_folder = not cfg.output_path.exists()
     out, work = prepare_output(cfg)
     try:
-        result = _search(cfg, plan, work, t0)
+        result = _search(cfg, plan, work, t0, parallel)
     except BaseException:
         if work != out:
             shutil.rmtree(work, ignore_errors=True)
@@ -324,4 +391,5 @@ def run(cfg: SearchConfig) -> SearchResult:
         raise
     finish_output(out, work)
     logger.info("wrote %s", out / SEARCH_RESULTS)
+    parallel.wait()
     return result

@@ -17,6 +17,7 @@ import torch
 
 from shears.adapters.elastic_lora import ElasticLoRALinear
 from shears.adapters.search_space import Config, SearchSpace
+from shears.evaluate.parallel import SINGLE, DataParallel, merge_indexed
 
 
 def rank_gradients(
@@ -24,46 +25,79 @@ def rank_gradients(
     batches: list[dict[str, torch.Tensor]],
     batch_nll: Callable[[dict[str, torch.Tensor]], torch.Tensor],
     n_tokens: int,
+    parallel: DataParallel = SINGLE,
 ) -> tuple[float, dict[str, torch.Tensor]]:
-    """``(mean loss, {module: dL/dm (r_max,)})`` at the current active ranks, over all batches."""
-    grads = {n: torch.zeros(layer.r_max, dtype=torch.float32) for n, layer in layers.items()}
-    total = 0.0
+    """``(mean loss, {module: dL/dm (r_max,)})`` at the current active ranks, over all batches.
+
+    ``parallel``: the processes that share the batches round-robin; each runs its own, the
+    per-batch pieces are gathered and added in batch order (:func:`sum_rank_gradients`), so every
+    process gets what one process computes, bit for bit."""
     saved_flags = {
         n: (lay.lora_A.requires_grad, lay.lora_B.requires_grad) for n, lay in layers.items()
     }
+    done: list[tuple[int, tuple[float, dict[str, torch.Tensor]]]] = []
     try:
         for lay in layers.values():  # a graph through every adapter, whatever the caller froze
             lay.lora_A.requires_grad_(True)
             lay.lora_B.requires_grad_(True)
-        for batch in batches:
-            seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-            handles = []
-            for name, lay in layers.items():
-
-                def hook(_mod, args, out, name=name, seen=seen):
-                    seen[name] = (args[0].detach(), out)
-
-                handles.append(lay.register_forward_hook(hook))
-            try:
-                with torch.enable_grad():
-                    nll = batch_nll(batch)
-            finally:
-                for h in handles:
-                    h.remove()
-            names = [n for n in seen if seen[n][1].requires_grad]
-            outs = torch.autograd.grad(
-                nll / n_tokens, [seen[n][1] for n in names], allow_unused=True
-            )
-            total += float(nll.detach())
-            with torch.no_grad():
-                for name, g in zip(names, outs, strict=True):
-                    if g is not None:
-                        grads[name] += _gate_grad(layers[name], seen[name][0], g).cpu()
+        for bi, batch in enumerate(batches):
+            if parallel.mine(bi):
+                done.append((bi, batch_rank_gradients(layers, batch, batch_nll, n_tokens)))
     finally:
         for n, lay in layers.items():
             lay.lora_A.requires_grad_(saved_flags[n][0])
             lay.lora_B.requires_grad_(saved_flags[n][1])
+    parts = merge_indexed(parallel.gather(done), len(batches))
+    r_max = {n: lay.r_max for n, lay in layers.items()}
+    total, grads = sum_rank_gradients(r_max, parts)
     return total / n_tokens, grads
+
+
+def batch_rank_gradients(
+    layers: dict[str, ElasticLoRALinear],
+    batch: dict[str, torch.Tensor],
+    batch_nll: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    n_tokens: int,
+) -> tuple[float, dict[str, torch.Tensor]]:
+    """``(summed NLL, {module: its share of dL/dm (r_max,), on the CPU})`` of one batch (the
+    adapters must require grad); modules the loss does not reach are left out."""
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    handles = []
+    for name, lay in layers.items():
+
+        def hook(_mod, args, out, name=name):
+            seen[name] = (args[0].detach(), out)
+
+        handles.append(lay.register_forward_hook(hook))
+    try:
+        with torch.enable_grad():
+            nll = batch_nll(batch)
+    finally:
+        for h in handles:
+            h.remove()
+    names = [n for n in seen if seen[n][1].requires_grad]
+    outs = torch.autograd.grad(nll / n_tokens, [seen[n][1] for n in names], allow_unused=True)
+    with torch.no_grad():
+        grads = {
+            name: _gate_grad(layers[name], seen[name][0], g).cpu()
+            for name, g in zip(names, outs, strict=True)
+            if g is not None
+        }
+    return float(nll.detach()), grads
+
+
+def sum_rank_gradients(
+    r_max: dict[str, int], parts: list[tuple[float, dict[str, torch.Tensor]]]
+) -> tuple[float, dict[str, torch.Tensor]]:
+    """``(summed NLL, {module: dL/dm (r_max,)})`` of per-batch pieces, added in their order from
+    zero (float32 gradients, a Python float NLL), as one process accumulates them."""
+    grads = {n: torch.zeros(r, dtype=torch.float32) for n, r in r_max.items()}
+    total = 0.0
+    for nll, part in parts:
+        total += nll
+        for name, g in part.items():
+            grads[name] += g
+    return total, grads
 
 
 def _gate_grad(layer: ElasticLoRALinear, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
