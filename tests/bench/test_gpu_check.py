@@ -15,8 +15,10 @@ def test_gpu_check_smoke_prints_one_json_line(tmp_path):
          "--work", str(tmp_path)],
         capture_output=True, text=True, timeout=600, env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
-    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    # one JSON line, the last (an installed DeepSpeed may log a line of its own before it)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     assert len(lines) == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == lines[0]
     record = json.loads(lines[0])
     assert proc.returncode == 0 and record["ok"], record.get("error")
     stages = record["stages"]
