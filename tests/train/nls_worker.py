@@ -74,6 +74,9 @@ def make_config(out: str, **overrides):
         adapter=adapter,
         space=space,
         device="cpu",
+        # runs are compared across process layouts (DDP, FSDP, DeepSpeed, resume): fp32, since
+        # bf16 autocast rounds differently when the reductions are split differently
+        precision="fp32",
     )
     base.update(overrides)
     return TrainConfig(**base)
@@ -136,7 +139,7 @@ def main() -> None:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--precision", default="auto")
+    p.add_argument("--precision", default="fp32")
     a = p.parse_args()
     from shears.adapters import ElasticLoraConfig
     from shears.train import train_nls

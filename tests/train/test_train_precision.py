@@ -67,7 +67,7 @@ def test_cpu_flags_follow_the_policy(monkeypatch, precision, policy, bf16):
 def test_auto_training_precision_on_cpu(tok, tmp_path, monkeypatch, policy):
     _policy(monkeypatch, policy)
     model, seen, forwards = make_model(tok), Seen(), []
-    cfg = make_config(str(tmp_path / "out"), max_steps=2)
+    cfg = make_config(str(tmp_path / "out"), max_steps=2, precision="auto")
     adapter_layers = []
 
     class Probe(TrainerCallback):  # once the adapter is injected
