@@ -61,9 +61,9 @@ LARGER_FIRST = ("synthetic-1b", "smollm2", "tiny")
 def _tokenizer():
     from transformers import AutoTokenizer
 
-    from shears.models import _resolve_named_default
+    from shears.models import resolve_named_default
 
-    return AutoTokenizer.from_pretrained(_resolve_named_default("smollm2-135m"))
+    return AutoTokenizer.from_pretrained(resolve_named_default("smollm2-135m"))
 
 
 def make_dense(size: str, folder: Path) -> None:

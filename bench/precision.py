@@ -95,9 +95,9 @@ def llmc_row(work: Path, a: argparse.Namespace) -> dict[str, Any] | None:
     from transformers import AutoTokenizer
 
     from shears.data.calibration import calibration_ids
-    from shears.models import _resolve_named_default
+    from shears.models import resolve_named_default
 
-    folder = _resolve_named_default(MODEL)
+    folder = resolve_named_default(MODEL)
     windows = work / "windows.pt"
     if not windows.is_file():
         ids = calibration_ids(

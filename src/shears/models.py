@@ -122,7 +122,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _resolve_named_default(name: str) -> Path:
+def resolve_named_default(name: str) -> Path:
     """Convert a registry-installed GGUF once to fp32 safetensors in the cache; return its folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -166,7 +166,7 @@ def load_model(
     dt = resolve_dtype(dtype, dev)
     path: str | Path = spec
     if spec in NAMED_DEFAULTS:
-        path = _resolve_named_default(spec)
+        path = resolve_named_default(spec)
     elif spec.endswith(".gguf"):
         path, gguf_file = Path(spec).parent, Path(spec).name
     kwargs: dict = {"trust_remote_code": trust_remote_code}

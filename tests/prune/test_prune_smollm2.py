@@ -20,9 +20,9 @@ def test_default_text_covers_128_x_512_smollm2_tokens():
     from transformers import AutoTokenizer
 
     from shears.data.calibration import calibration_ids
-    from shears.models import _resolve_named_default
+    from shears.models import resolve_named_default
 
-    tok = AutoTokenizer.from_pretrained(_resolve_named_default("smollm2-135m"))
+    tok = AutoTokenizer.from_pretrained(resolve_named_default("smollm2-135m"))
     ids = calibration_ids(tok, "default", 128, 512, seed=0)
     assert ids.shape == (128, 512)
     assert len(set(ids[:, 0].tolist())) > 64  # windows start at varied places

@@ -304,12 +304,12 @@ def open_disk(cfg: PruneConfig) -> tuple[nn.Module, object, DiskStream]:
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from shears.models import _resolve_named_default
+    from shears.models import resolve_named_default
 
     check_disk_source(cfg)
     base = check_offload_dir(cfg)
     device = resolve_device(cfg.device)
-    source = _resolve_named_default(cfg.model) if cfg.model in NAMED_DEFAULTS else Path(cfg.model)
+    source = resolve_named_default(cfg.model) if cfg.model in NAMED_DEFAULTS else Path(cfg.model)
     trust = cfg.trust_remote_code
     config = AutoConfig.from_pretrained(source, trust_remote_code=trust)
     with init_empty_weights(include_buffers=False):
