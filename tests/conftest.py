@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
 ARCHS = ("llama", "qwen2", "gemma3", "opt", "gpt_neox", "gpt2")
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment of a test's subprocess (a worker, a launcher, the CLI): this checkout's
+    ``src`` first on the path, one torch thread (the same float summation order as an in-process
+    run or another process layout)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([SRC, env.get("PYTHONPATH", "")])
+    env["OMP_NUM_THREADS"] = "1"
+    return env
 
 
 def tiny_config(arch: str):

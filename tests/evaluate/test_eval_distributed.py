@@ -3,7 +3,6 @@
 equal, perplexity within float tolerance), and writes them once."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,16 +11,10 @@ from pathlib import Path
 import pytest
 from eval_helpers import save_tiny_model, tiny_lm, write_json
 
-SRC = str(Path(__file__).parents[2] / "src")
+from conftest import subprocess_env
+
 # numbers that depend on how the work was run, not on what it computed
 RUN_KEYS = {"time_s", "total_time_s", "memory", "world_size", "settings", "versions"}
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([SRC, env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"  # both runs: the same float summation order
-    return env
 
 
 @pytest.fixture
@@ -48,7 +41,7 @@ def setup(tmp_path, tiny_tokenizer):
 
 
 def _run(cmd: list[str]) -> None:
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 

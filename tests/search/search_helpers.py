@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 
 from conftest import tiny_model
+from shears.adapters import SuperAdapter
 from shears.adapters.config import ElasticLoraConfig, SpaceConfig
-from shears.adapters.elastic_lora import inject_elastic_lora
+from shears.adapters.elastic_lora import inject_elastic_lora, remove_elastic_lora
 from shears.adapters.search_space import SearchSpace
+from shears.models import save_model
 
 
 def tiny_super_adapter(
@@ -56,3 +58,19 @@ def random_batches(n_batches=2, batch=3, seq=12, vocab=128, seed=0):
             labels[i, : n // 2] = -100  # the prompt
         out.append({"input_ids": ids, "attention_mask": mask, "labels": labels})
     return out
+
+
+def save_super_adapter(root, tok) -> None:
+    """A tiny LLaMA saved in ``root/model`` and a random super-adapter on it (non-zero B, widths
+    [8, 6, 4] on q, v and up) in ``root/adapter``, for end-to-end ``shears search`` runs."""
+    model = tiny_model("llama", tokenizer=tok)
+    save_model(model, tok, root / "model")
+    cfg = ElasticLoraConfig(targets=["q_proj", "v_proj", "up_proj"])
+    space = SpaceConfig(groups=[], widths=[8, 6, 4])
+    adapter = SuperAdapter.create(model, cfg, space, base_model=str(root / "model"))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for lay in adapter.layers.values():
+            lay.lora_B.copy_(torch.randn(lay.lora_B.shape, generator=gen) * 0.05)
+    adapter.save(root / "adapter")
+    remove_elastic_lora(model)

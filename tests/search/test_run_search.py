@@ -4,29 +4,16 @@ import json
 
 import pytest
 import torch
+from search_helpers import save_super_adapter
 
-from conftest import tiny_model
-from shears.adapters import ElasticLoraConfig, SpaceConfig, SuperAdapter
-from shears.adapters.elastic_lora import remove_elastic_lora
 from shears.cli import main
-from shears.models import save_model
 
 
 @pytest.fixture
 def setup(tmp_path_factory, tiny_tokenizer):
     tok = tiny_tokenizer
     root = tmp_path_factory.mktemp("search_e2e")
-    model = tiny_model("llama", tokenizer=tok)
-    save_model(model, tok, root / "model")
-    cfg = ElasticLoraConfig(targets=["q_proj", "v_proj", "up_proj"])
-    space = SpaceConfig(groups=[], widths=[8, 6, 4])
-    adapter = SuperAdapter.create(model, cfg, space, base_model=str(root / "model"))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for lay in adapter.layers.values():
-            lay.lora_B.copy_(torch.randn(lay.lora_B.shape, generator=gen) * 0.05)
-    adapter.save(root / "adapter")
-    remove_elastic_lora(model)
+    save_super_adapter(root, tok)
     rows = [
         {
             "instruction": f"What is {i} + {i}?",

@@ -3,7 +3,6 @@
 folder once from the main process, and resumes from its own log. Plus the pure combine functions."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -11,24 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from search_helpers import save_super_adapter
 
-from conftest import tiny_model
-from shears.adapters import ElasticLoraConfig, SpaceConfig, SuperAdapter
-from shears.adapters.elastic_lora import remove_elastic_lora
-from shears.models import save_model
+from conftest import subprocess_env
 from shears.search.answer_loss import sum_in_order
 from shears.search.screening import sum_rank_gradients
 
-SRC = str(Path(__file__).parents[2] / "src")
 # what depends on how the work ran, not on what it computed
 RUN_KEYS = {"time_s", "peak_rss_mib", "peak_cuda_mib", "settings", "resolved", "compute"}
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([SRC, env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"  # both runs: the same float summation order
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -39,18 +28,7 @@ def setup(tmp_path_factory):
 
     tok = build_tiny_tokenizer()
     root = tmp_path_factory.mktemp("search_dp")
-    model = tiny_model("llama", tokenizer=tok)
-    save_model(model, tok, root / "model")
-    cfg = ElasticLoraConfig(targets=["q_proj", "v_proj", "up_proj"])
-    adapter = SuperAdapter.create(
-        model, cfg, SpaceConfig(groups=[], widths=[8, 6, 4]), base_model=str(root / "model")
-    )
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for lay in adapter.layers.values():
-            lay.lora_B.copy_(torch.randn(lay.lora_B.shape, generator=gen) * 0.05)
-    adapter.save(root / "adapter")
-    remove_elastic_lora(model)
+    save_super_adapter(root, tok)
     rows = [
         {"instruction": f"What is {i} + {i}?" + "!" * (i % 4), "output": f"It is {2 * i}."}
         | {"answer": str(2 * i)}
@@ -71,7 +49,7 @@ def _search(root: Path, out: Path, ranks: int, *extra: str) -> subprocess.Comple
     else:
         torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
         cmd = [torchrun, "--standalone", "--nproc_per_node", str(ranks), "-m", "shears", *args]
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-8000:]
     return proc
 

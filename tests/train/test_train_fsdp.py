@@ -6,7 +6,6 @@ equals an uninterrupted one, and one whole adapter file is written. DeepSpeed Ze
 
 import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 from nls_worker import make_config, make_examples, make_model, make_tokenizer  # noqa: E402
 
+from conftest import subprocess_env  # noqa: E402
 from shears.adapters import ElasticLoraConfig  # noqa: E402
 from shears.errors import ShearsError  # noqa: E402
 from shears.train import last_checkpoint, train_nls  # noqa: E402
@@ -36,17 +36,10 @@ ACCELERATE = shutil.which("accelerate", path=str(Path(sys.executable).parent))
 needs_launcher = pytest.mark.skipif(ACCELERATE is None, reason="accelerate launcher not installed")
 
 
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
-
 def _launch(out: Path, *args: str, port: int, config: str = CONFIG) -> subprocess.CompletedProcess:
     cmd = [ACCELERATE, "launch", "--config_file", config, "--num_processes", "2"]
     cmd += ["--main_process_port", str(port), WORKER, "--out", str(out), *args]
-    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
 
 
 def _adapter(folder) -> dict[str, torch.Tensor]:

@@ -3,7 +3,6 @@ with the same adapter as an uninterrupted one; ``torchrun --nproc_per_node 2`` (
 the same sub-adapter on both ranks every step and saves one adapter."""
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -18,18 +17,11 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 from nls_worker import make_config, make_examples, make_model, make_tokenizer  # noqa: E402
 
+from conftest import subprocess_env  # noqa: E402
 from shears.adapters import SearchSpace  # noqa: E402
 from shears.train import last_checkpoint, train_nls  # noqa: E402
 
 WORKER = str(HERE / "nls_worker.py")
-
-
-def _env():
-    env = dict(os.environ)
-    src = str(HERE.parents[1] / "src")
-    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"
-    return env
 
 
 def _adapter(folder):
@@ -40,7 +32,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     killed = tmp_path / "killed"
     proc = subprocess.run(
         [sys.executable, WORKER, "--out", str(killed), "--steps", "6", "--kill-at", "4"],
-        env=_env(),
+        env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -84,7 +76,7 @@ def test_torchrun_two_ranks_same_configs_one_adapter(tmp_path):
     out, rec = tmp_path / "ddp", tmp_path / "rec"
     cmd = [torchrun, "--standalone", "--nproc_per_node", "2", WORKER]
     cmd += ["--out", str(out), "--steps", "3", "--record", str(rec)]
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0 = json.loads((rec / "configs_rank0.json").read_text())
     r1 = json.loads((rec / "configs_rank1.json").read_text())
