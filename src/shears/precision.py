@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 
@@ -45,14 +44,9 @@ def check_precision(value: str, flag: str = "--precision") -> str:
 @lru_cache(maxsize=1)
 def cpu_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether the CPU reports native bf16 instructions (AVX512-BF16 or AMX-BF16)."""
-    path = Path(cpuinfo)
-    if not path.is_file():
-        return False
-    for line in path.read_text(errors="replace").splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return any(f in value.split() for f in CPU_BF16_FLAGS)
-    return False
+    from shears.deploy.cpu import cpu_info  # the one reader of the CPU's flags (pure, no OpenVINO)
+
+    return any(f in cpu_info(cpuinfo)["flags"] for f in CPU_BF16_FLAGS)
 
 
 def autocast_dtype(
