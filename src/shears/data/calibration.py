@@ -99,10 +99,24 @@ def calibration_ids(
     At most ``oversample * nsamples * seqlen`` tokens are read; windows are drawn from them.
     """
     texts = iter_texts(source, text_field, data_config, data_split, seed, "calibration")
+    return windows_from_texts(tokenizer, texts, nsamples, seqlen, seed, oversample, source)
+
+
+def windows_from_texts(
+    tokenizer: object,
+    texts: Iterable[str],
+    nsamples: int,
+    seqlen: int,
+    seed: int = 0,
+    oversample: float = 2.0,
+    name: str = "text",
+) -> torch.Tensor:
+    """Token windows (nsamples, seqlen) drawn from the documents ``texts`` (joined with EOS);
+    at most ``oversample * nsamples * seqlen`` tokens are read. ``name`` is logged."""
     ids = token_stream(
         tokenizer, texts, max(int(oversample * nsamples * seqlen), nsamples * seqlen)
     )
-    logger.info("calibration: %d tokens read from %s", ids.numel(), source)
+    logger.info("calibration: %d tokens read from %s", ids.numel(), name)
     return sample_windows(ids, nsamples, seqlen, seed)
 
 

@@ -66,9 +66,11 @@ class DeployConfig(OverwriteConfig):
         "default for the CPU: bf16 where the CPU has it), f32, bf16",
     )
     calibration: str = field(
-        "default",
-        help="W8A8 calibration text, task-like: 'default' (the task's own offline training "
-        "text), a .txt / .json / .jsonl file or a datasets name",
+        "auto",
+        help="W8A8 calibration text: 'task' (the training examples recorded in --adapter's "
+        "train_config.json, as prompt + answer), 'default' (offline reasoning-gym text), a "
+        ".txt / .json / .jsonl file or a datasets name; 'auto': task with an adapter that "
+        "records its training data, else default",
     )
     text_field: str = field("text", help="column / key holding the calibration text")
     data_split: str = field("train", help="datasets split to read calibration text from")

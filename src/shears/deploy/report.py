@@ -29,6 +29,8 @@ def model_card(r: dict[str, Any]) -> str:
         f"{k['matmul_layers']} matmuls; exec types {k['exec_types']} |",
         f"| CPU | {r['cpu']['model']} (AMX: {r['cpu']['amx']}) |",
     ]
+    if r.get("calibration"):
+        lines.append(f"| W8A8 calibration text | {r['calibration']} |")
     if a:
         how = (
             "merged under the base's non-zero mask (mask-aware adapter: exact)"

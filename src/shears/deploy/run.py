@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from shears.artifacts import config_record
+from shears.deploy import calibrate
 from shears.deploy.config import DeployConfig
 from shears.deploy.convert import KVLayout, convert_to_openvino
 from shears.deploy.cpu import cpu_info, rate_from_sparsity
@@ -54,7 +55,10 @@ PROBE_TEXT = "Question: A farmer has 12 apples and gives away 5. How many are le
 
 def deploy_inputs(cfg: DeployConfig) -> list[str | None]:
     """What ``shears deploy`` reads: the output folder must not overlap any of it."""
-    return [cfg.model, cfg.adapter, cfg.sub_adapter if cfg.adapter else None, cfg.calibration]
+    calibration = (
+        cfg.calibration if cfg.calibration not in (calibrate.AUTO, calibrate.TASK) else None
+    )
+    return [cfg.model, cfg.adapter, cfg.sub_adapter if cfg.adapter else None, calibration]
 
 
 def _require_openvino() -> None:
@@ -77,6 +81,7 @@ class DeployPlan:
     saved: Any = None  # SuperAdapter configs (no weights) with --adapter
     choice: Any = None  # SubAdapterChoice with --adapter
     cpu: dict[str, Any] | None = None
+    calibration: str | None = None  # the resolved W8A8 calibration source (None: no W8A8)
 
 
 def _adapter_plan(cfg: DeployConfig) -> tuple[str, str, Any, Any]:
@@ -126,13 +131,12 @@ def check(cfg: DeployConfig) -> DeployPlan:
         validate_model_spec(spec)
         if cfg.merge != "auto":
             raise ShearsError(f"--merge {cfg.merge!r} needs --adapter (the sub-adapter to ship)")
+    calibration = None
     if cfg.precision.startswith("w8a8"):
-        from shears.data.spec import validate_source
-
-        validate_source(cfg.calibration, "--calibration")
+        calibration = calibrate.check(cfg.calibration, cfg.adapter)
     _require_openvino()
     check_output(cfg.output_dir, "deploy", overwrite=cfg.overwrite, inputs=deploy_inputs(cfg))
-    return DeployPlan(spec, merge, saved, choice, cpu)
+    return DeployPlan(spec, merge, saved, choice, cpu, calibration)
 
 
 # ---------------------------------------------------------------------------- load
@@ -175,23 +179,6 @@ def load(cfg: DeployConfig, plan: DeployPlan) -> Loaded:
         info["merge_stats"] = merge_adapter(model, keep_sparsity=True).to_dict()
         return Loaded(model, tok, sparsity, info, None)
     return Loaded(model, tok, sparsity, info, layers)
-
-
-# ---------------------------------------------------------------------------- calibration
-
-
-def _calibration_windows(cfg: DeployConfig, tokenizer: Any) -> torch.Tensor:
-    from shears.data.calibration import calibration_ids
-
-    return calibration_ids(
-        tokenizer,
-        cfg.calibration,
-        nsamples=cfg.nsamples,
-        seqlen=cfg.seqlen,
-        seed=cfg.seed,
-        text_field=cfg.text_field,
-        data_split=cfg.data_split,
-    )
 
 
 # ---------------------------------------------------------------------------- verify and profile
@@ -283,7 +270,16 @@ def run(cfg: DeployConfig) -> dict[str, Any]:
     ov_model = convert_to_openvino(loaded.model)
     items = None
     if cfg.precision.startswith("w8a8"):
-        windows = _calibration_windows(cfg, loaded.tokenizer)
+        windows = calibrate.windows(
+            plan.calibration,
+            cfg.adapter,
+            loaded.tokenizer,
+            cfg.nsamples,
+            cfg.seqlen,
+            cfg.seed,
+            cfg.text_field,
+            cfg.data_split,
+        )
         items = calibration_items(windows, KVLayout.of(loaded.model.config))
     modules = list(loaded.layers) if loaded.layers else None
     ov_model = quantize(ov_model, cfg.precision, items, cfg.smooth_quant_alpha, modules)
@@ -325,6 +321,7 @@ def run(cfg: DeployConfig) -> dict[str, Any]:
                 for k, v in sparsity["layers"].items()
             },
             "sparse_rate": rate,
+            "calibration": plan.calibration,
             "sparse_kernel": kernels,
             "cpu": plan.cpu,
             "bytes": {

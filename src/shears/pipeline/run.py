@@ -65,6 +65,8 @@ def _preflight_data(plan: Plan) -> None:
 def _preflight_deploy(plan: Plan) -> None:
     """What the deploy step needs from this machine and its calibration source, checked before
     the first stage (the rest of ``shears.deploy.run.check`` needs the stages' outputs)."""
+    from shears.data.spec import validate_source
+    from shears.deploy import calibrate
     from shears.deploy.cpu import cpu_info
     from shears.deploy.run import _require_openvino
 
@@ -76,10 +78,8 @@ def _preflight_deploy(plan: Plan) -> None:
             "kernel needs; use deploy.precision int8-weights or w8a8, or deploy.require_amx "
             "false to export for another machine"
         )
-    if d.precision.startswith("w8a8"):
-        from shears.data.spec import validate_source
-
-        validate_source(d.calibration, "deploy.calibration")
+    if d.precision.startswith("w8a8") and d.calibration not in (calibrate.AUTO, calibrate.TASK):
+        validate_source(d.calibration, "deploy.calibration")  # task: training data, checked above
 
 
 RUN_OWNED = (
