@@ -59,9 +59,12 @@ def write(path: Path, data: bytes | str | list | dict) -> str:
     return str(path)
 
 
-def base_with_adapter(root: Path, tokenizer, seed: int = 0) -> tuple[Path, Path]:
+def base_with_adapter(
+    root: Path, tokenizer, seed: int = 0, b_scale: float = 0.05
+) -> tuple[Path, Path]:
     """A tiny LLaMA saved in ``root/model`` and a super-adapter on it (random non-zero B, widths
-    8/6/4 on q/v/up) in ``root/adapter``, with a ``train_config.json`` naming ``root/data.json``."""
+    8/6/4 on q/v/up; B ~ N(0, ``b_scale``)) in ``root/adapter``, with a ``train_config.json`` naming
+    ``root/data.json``."""
     from shears.adapters import ElasticLoraConfig, SpaceConfig, SuperAdapter
     from shears.models import save_model
 
@@ -75,7 +78,7 @@ def base_with_adapter(root: Path, tokenizer, seed: int = 0) -> tuple[Path, Path]
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for layer in adapter.layers.values():
-            layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=gen) * 0.05)
+            layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=gen) * b_scale)
     adapter.save(root / "adapter")
     write(root / "data.json", ROWS)
     train_cfg = {"model": str(root / "model"), "data": str(root / "data.json"), "train_size": 6}

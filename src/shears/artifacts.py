@@ -11,6 +11,9 @@ A ``shears run`` folder (each stage folder is also what the stage's own command 
     export/          export_results.json  export_config.json  (the PEFT adapter)
     deploy/          deploy_results.json  deploy_config.json  (the OpenVINO IR; with `deploy:`)
 
+``shears generate --output-dir`` (no stage of a run) writes ``completions.jsonl``,
+``generate_results.json`` and ``generate_config.json``.
+
 The files of an adapter folder belong to :mod:`shears.adapters`. Every reader goes through
 :func:`shears.inputs.read_json_file`: a damaged file is a one-line error naming it.
 """
@@ -44,6 +47,9 @@ EXPORT_RESULTS = "export_results.json"
 EXPORT_CONFIG = "export_config.json"
 DEPLOY_RESULTS = "deploy_results.json"
 DEPLOY_CONFIG = "deploy_config.json"
+GENERATE_RESULTS = "generate_results.json"
+GENERATE_CONFIG = "generate_config.json"
+GENERATE_COMPLETIONS = "completions.jsonl"
 RUN_CONFIG = "run_config.json"
 RUN_LEDGER = "stages.json"
 RUN_TIMES = "stage_times.json"
@@ -59,6 +65,7 @@ RESULTS = {
     "eval": EVAL_RESULTS,
     "export": EXPORT_RESULTS,
     "deploy": DEPLOY_RESULTS,
+    "generate": GENERATE_RESULTS,
 }
 
 # The files that identify each command's output (for folders written before output markers).
@@ -69,6 +76,7 @@ STAGE_FILES = {
     "eval": (EVAL_RESULTS,),
     "export": (EXPORT_RESULTS, EXPORT_CONFIG),
     "deploy": (DEPLOY_RESULTS, DEPLOY_CONFIG),
+    "generate": (GENERATE_RESULTS, GENERATE_CONFIG),
     "run": (RUN_CONFIG,),
 }
 
@@ -112,6 +120,7 @@ PATH_KEYS = (
     "output_dir",
     "teacher",
     "teacher_adapter",
+    "prompts_file",
 )
 
 

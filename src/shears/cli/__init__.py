@@ -16,7 +16,7 @@ from shears import __version__
 from shears.errors import ShearsError
 from shears.utils import setup_logging
 
-SUBCOMMANDS = ("prune", "train", "search", "eval", "export", "deploy", "run")
+SUBCOMMANDS = ("prune", "train", "search", "eval", "export", "deploy", "generate", "run")
 
 logger = logging.getLogger("shears")
 

@@ -89,6 +89,8 @@ class DeployedModel(nn.Module):
         """Greedy continuations, each row stopping at EOS or a stop string; (batch, seq + new)
         with finished rows padded, as ``transformers`` returns them."""
         cfg = generation_config
+        if getattr(cfg, "do_sample", False) or kw.get("do_sample"):
+            raise ShearsError("a deployed model generates greedily only; sampling is not supported")
         max_new = getattr(cfg, "max_new_tokens", None) or kw.get("max_new_tokens", 32)
         eos = getattr(cfg, "eos_token_id", None)
         pad = getattr(cfg, "pad_token_id", None)

@@ -1,4 +1,5 @@
-"""Greedy batched generation with left padding and the KV cache (``model.generate``).
+"""Greedy batched generation with left padding and the KV cache (``model.generate``); sampling
+(temperature, top-p) on request, for ``shears generate``.
 
 Prompts are sorted by length before batching (less padding), and answers come back in the input
 order. Prompt + ``max_new_tokens`` must fit the model's maximum positions: ``max_new_tokens`` at or
@@ -12,6 +13,7 @@ evaluation (:mod:`shears.evaluate.parallel`) each process runs whole batches of 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,12 +32,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class GenerationResult:
-    """Decoded continuations (special tokens removed) and the count of generated tokens."""
+    """Decoded continuations (special tokens removed), the count of generated tokens, and the
+    seconds of the batch each continuation was generated in."""
 
     texts: list[str]
     new_tokens: int = 0
     per_example_tokens: list[int] = field(default_factory=list)
     truncated_prompts: int = 0
+    per_example_time_s: list[float] = field(default_factory=list)
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -93,9 +97,10 @@ def pad_left(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
 
 
 @dataclass(frozen=True)
-class _Greedy:
-    """The settings of greedy generation: the ``GenerationConfig`` and the ids it was built
-    from (pad: the tokenizer's, else eos, else 0)."""
+class _Decoding:
+    """The settings of generation: the ``GenerationConfig`` and the ids it was built from (pad:
+    the tokenizer's, else eos, else 0). Greedy unless ``temperature`` > 0 (then sampling, with
+    nucleus ``top_p``)."""
 
     config: Any  # transformers.GenerationConfig
     pad_id: int
@@ -103,27 +108,36 @@ class _Greedy:
     stop_strings: list[str] | None
 
     @classmethod
-    def of(cls, tokenizer, max_new_tokens: int, stop_strings: list[str] | None) -> _Greedy:
+    def of(
+        cls,
+        tokenizer,
+        max_new_tokens: int,
+        stop_strings: list[str] | None,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+    ) -> _Decoding:
         from transformers import GenerationConfig
 
         pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
         if pad_id is None:
             pad_id = eos_id if eos_id is not None else 0
+        sampling = {"temperature": temperature, "top_p": top_p} if temperature > 0 else {}
         config = GenerationConfig(
             max_new_tokens=max_new_tokens,
-            do_sample=False,
+            do_sample=bool(sampling),
             num_beams=1,
             use_cache=True,
             pad_token_id=pad_id,
             eos_token_id=eos_id,
             stop_strings=stop_strings or None,
+            **sampling,
         )
         return cls(config, pad_id, eos_id, stop_strings)
 
 
 @torch.no_grad()
 def _generate_batch(
-    model: nn.Module, tokenizer, rows: list[list[int]], greedy: _Greedy
+    model: nn.Module, tokenizer, rows: list[list[int]], greedy: _Decoding
 ) -> list[list[int]]:
     """New token ids of each prompt of one batch, up to and including the first eos."""
     ids, mask = pad_left(rows, greedy.pad_id)  # (batch, seq)
@@ -153,8 +167,11 @@ def generate(
     progress: bool = False,
     desc: str = "generate",
     parallel: DataParallel = SINGLE,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
 ) -> GenerationResult:
-    """Greedy continuations of ``prompts`` (already formatted), batched with left padding.
+    """Greedy continuations of ``prompts`` (already formatted), batched with left padding
+    (``temperature`` > 0: sampled, with nucleus ``top_p``; the caller seeds torch).
 
     ``stop_strings`` end a sequence early (a finished row is padded while the batch goes on).
     Prompts longer than the model's positions less ``max_new_tokens`` are cut from the left
@@ -168,26 +185,30 @@ def generate(
     encoded, cut = fit_prompts(
         _encode(tokenizer, prompts, style), max_new_tokens, max_positions(model)
     )
-    greedy = _Greedy.of(tokenizer, max_new_tokens, stop_strings)
+    greedy = _Decoding.of(tokenizer, max_new_tokens, stop_strings, temperature, top_p)
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))  # longest first
     batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     mine = [idx for b, idx in enumerate(batches) if parallel.mine(b)]
-    done: list[tuple[int, tuple[str, int]]] = []  # (prompt index, (text, new tokens))
+    done: list[tuple[int, tuple[str, int, float]]] = []  # (prompt, (text, new tokens, s))
     was_training = model.training
     model.eval()
     bar = tqdm(total=sum(map(len, mine)), desc=desc, disable=not progress, leave=False)
     try:
         for idx in mine:
+            t0 = time.perf_counter()
             new = _generate_batch(model, tokenizer, [encoded[i] for i in idx], greedy)
+            dt = time.perf_counter() - t0
             for i, toks in zip(idx, new, strict=True):
-                done.append((i, (tokenizer.decode(toks, skip_special_tokens=True), len(toks))))
+                text = tokenizer.decode(toks, skip_special_tokens=True)
+                done.append((i, (text, len(toks), dt)))
             bar.update(len(idx))
     finally:
         bar.close()
         model.train(was_training)
     results = merge_indexed(parallel.gather(done), len(prompts))
-    counts = [c for _, c in results]
-    return GenerationResult([t for t, _ in results], sum(counts), counts, cut)
+    counts = [c for _, c, _ in results]
+    secs = [s for _, _, s in results]
+    return GenerationResult([t for t, _, _ in results], sum(counts), counts, cut, secs)
 
 
 def default_stop_strings(style: str) -> list[str]:

@@ -3,8 +3,9 @@ write.
 
 :func:`check` verifies everything it can before loading the model (tasks and their data, the
 output folder, the sub-adapter config against the adapter's search space); :func:`load` loads the
-model and the adapter and counts parameters at the active sub-adapter rank; the tasks run
-(:func:`shears.evaluate.suite.evaluate_model`); :func:`write_results` writes :data:`RESULTS`
+model and the adapter and counts parameters at the active sub-adapter rank (with
+:func:`check_model`, also the loader of ``shears generate``: any :class:`ModelSource`); the tasks
+run (:func:`shears.evaluate.suite.evaluate_model`); :func:`write_results` writes :data:`RESULTS`
 (``eval_results.json``, an :class:`~shears.evaluate.result.EvalResult`) and
 ``predictions.jsonl`` atomically.
 
@@ -21,7 +22,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from torch import nn
 
@@ -69,7 +70,19 @@ def find_prompt_style(adapter_dir: str | None) -> str | None:
     return read_train_settings(adapter_dir).prompt_style
 
 
-def attach_adapter(model: nn.Module, cfg: EvalConfig, sub_config: dict | None) -> nn.Module:
+class ModelSource(Protocol):
+    """The settings that name a model and its adapter (:class:`EvalConfig`, ``GenerateConfig``)."""
+
+    model: str
+    gguf_file: str | None
+    dtype: str
+    device: str
+    adapter: str | None
+    sub_adapter: str
+    prompt_style: str | None
+
+
+def attach_adapter(model: nn.Module, cfg: ModelSource, sub_config: dict | None) -> nn.Module:
     """Load ``cfg.adapter`` onto ``model`` (super-adapter with ``sub_config`` active, or PEFT)."""
     kind = adapter_kind(cfg.adapter)
     if kind == "super":
@@ -93,20 +106,26 @@ def attach_adapter(model: nn.Module, cfg: EvalConfig, sub_config: dict | None) -
 
 
 @dataclass
-class EvalPlan:
-    """What :func:`check` established before the model is loaded."""
+class ModelPlan:
+    """What :func:`check_model` established about the model and its adapter before loading."""
 
-    out: Path
     kind: str | None  # adapter kind: super | peft | None
     choice: SubAdapterChoice | None
     space: SearchSpace | None
     style: str
+
+
+@dataclass
+class EvalPlan(ModelPlan):
+    """What :func:`check` established before the model is loaded."""
+
+    out: Path
     specs: list[TaskSpec]
     data: dict[str, list[dict]]
 
 
 def _check_sub_adapter(
-    cfg: EvalConfig, kind: str | None
+    cfg: ModelSource, kind: str | None, action: str = "evaluated"
 ) -> tuple[SubAdapterChoice | None, SearchSpace | None]:
     """The sub-adapter of a super-adapter, checked against its search space."""
     if kind == "super":
@@ -115,34 +134,49 @@ def _check_sub_adapter(
 
         space = SuperAdapter.read(cfg.adapter).space
         choice = resolve_sub_adapter(cfg.sub_adapter, space, EVAL_SUB_ADAPTER)
-        warn_if_other_base(cfg.adapter, cfg.model, "evaluated")
+        warn_if_other_base(cfg.adapter, cfg.model, action)
         return choice, space
     if kind == "peft" and cfg.sub_adapter not in ("heuristic",):
         logger.warning("--sub-adapter is ignored for a PEFT adapter (its ranks are fixed)")
     return None, None
 
 
+def check_model(cfg: ModelSource, action: str = "evaluated") -> ModelPlan:
+    """The model spec, the adapter and its sub-adapter, and the prompt style, checked without
+    loading anything (a ShearsError on bad input); ``action`` words the other-base warning."""
+    from shears.deploy.model import is_deployed
+    from shears.models import validate_model_spec
+
+    validate_model_spec(cfg.model, cfg.gguf_file)
+    if cfg.adapter and is_deployed(cfg.model):
+        raise ShearsError(
+            f"--adapter {cfg.adapter!r} cannot be added to the deployed model {cfg.model!r}: "
+            "a deployed IR holds its adapter (if any) from `shears deploy --adapter`; drop --adapter"
+        )
+    kind = adapter_kind(cfg.adapter) if cfg.adapter else None
+    choice, space = _check_sub_adapter(cfg, kind, action)
+    style = cfg.prompt_style or find_prompt_style(cfg.adapter) or "alpaca"
+    return ModelPlan(kind, choice, space, style)
+
+
 def check(cfg: EvalConfig) -> EvalPlan:
     """Everything checkable without the model (a ShearsError on bad input); loads the task data."""
-    from shears.models import validate_model_spec
     from shears.outputs import check_output
 
     reads = [cfg.model, cfg.adapter, cfg.sub_adapter, *(s.path for s in cfg.task_specs())]
     out = check_output(cfg.output_dir, "eval", overwrite=cfg.overwrite, inputs=reads)
-    validate_model_spec(cfg.model, cfg.gguf_file)
-    kind = adapter_kind(cfg.adapter) if cfg.adapter else None
-    choice, space = _check_sub_adapter(cfg, kind)
-    style = cfg.prompt_style or find_prompt_style(cfg.adapter) or "alpaca"
+    m = check_model(cfg)
     specs = cfg.task_specs()
     check_eval_context(cfg, specs, max_positions(cfg.model, cfg.gguf_file))  # before the data
-    return EvalPlan(out, kind, choice, space, style, specs, prepare_tasks(specs, cfg))
+    data = prepare_tasks(specs, cfg)
+    return EvalPlan(m.kind, m.choice, m.space, m.style, out=out, specs=specs, data=data)
 
 
 # ---------------------------------------------------------------------------- load
 
 
 def load(
-    cfg: EvalConfig, plan: EvalPlan, parallel: DataParallel = SINGLE
+    cfg: ModelSource, plan: ModelPlan, parallel: DataParallel = SINGLE
 ) -> tuple[nn.Module, Any, dict[str, Any]]:
     """``(model, tokenizer, parameter counts)``: the model with its adapter attached and, for a
     super-adapter, the sub-adapter folded into the base weights (on this process's own GPU when
@@ -157,12 +191,12 @@ def load(
         model = attach_adapter(model, cfg, plan.choice.config if plan.choice else None)
     if hasattr(model, "parameter_counts"):  # a deployed IR: its own account of its weights
         counts = model.parameter_counts()
-        logger.info("evaluating a deployed IR (matmul weights %.2f%% zero), prompt style %s",
+        logger.info("running a deployed IR (matmul weights %.2f%% zero), prompt style %s",
                     100 * (counts["linear_sparsity"] or 0.0), plan.style)  # fmt: skip
     else:
         counts = count_nonzero_parameters(model)
         logger.info(
-            "evaluating %d non-zero of %d parameters (sparsity %.2f%%), prompt style %s",
+            "running %d non-zero of %d parameters (sparsity %.2f%%), prompt style %s",
             counts["nonzero_parameters"],
             counts["parameters"],
             100 * counts["sparsity"],
@@ -181,6 +215,14 @@ def load(
 # ---------------------------------------------------------------------------- result and write
 
 
+def sub_adapter_used(plan: ModelPlan) -> SubAdapterUsed | None:
+    """The active sub-adapter of a super-adapter and its adapter parameters (None otherwise)."""
+    if plan.choice is None:
+        return None
+    used = plan.space.adapter_parameters(plan.choice.config)
+    return SubAdapterUsed(plan.choice.label, plan.choice.config, used)
+
+
 def _result(
     cfg: EvalConfig,
     plan: EvalPlan,
@@ -193,10 +235,7 @@ def _result(
     """The :class:`EvalResult` of ``res`` (:func:`evaluate_model` without its predictions)."""
     from shears.utils import package_versions, peak_memory
 
-    sub = None
-    if plan.choice is not None:
-        used = plan.space.adapter_parameters(plan.choice.config)
-        sub = SubAdapterUsed(plan.choice.label, plan.choice.config, used)
+    sub = sub_adapter_used(plan)
     param = next(model.parameters())
     return EvalResult(
         model=cfg.model,
