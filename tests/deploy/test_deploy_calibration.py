@@ -123,3 +123,50 @@ def test_int8_weights_reads_no_calibration(tmp_path, tiny_tokenizer):
         )
     )
     assert r["calibration"] is None
+
+
+def test_w8a8_float_modules_keep_float_activations_and_zeros(tmp_path, tiny_tokenizer):
+    from deploy_helpers import sparse_base
+
+    base = sparse_base(tmp_path, tiny_tokenizer)
+    r = run(
+        cfg(
+            tmp_path / "o",
+            model=str(base),
+            precision="w8a8",
+            nsamples=4,
+            seqlen=16,
+            w8a8_float=["down_proj"],
+            verify=False,
+        )
+    )
+    assert r["w8a8_float"] == ["down_proj"]
+    layers = r["sparse_kernel"]["layers"]
+    down = [x["exec_type"] for x in layers if "down_proj" in x["node"]]
+    rest = [
+        x["exec_type"] for x in layers if "down_proj" not in x["node"] and ".layers." in x["node"]
+    ]
+    assert len(down) == 2 and rest  # one down_proj per block
+    assert not any("i8" in t.lower() for t in down)  # float activations there
+    assert all("i8" in t.lower() for t in rest)  # int8 matmuls elsewhere
+    assert all(f >= 0.5 for k, f in r["ir_sparsity_per_layer"].items() if ".layers." in k)
+    full = tmp_path / "f32"
+    f32 = run(cfg(full, model=str(base), precision="fp32", verify=False))
+    assert r["bytes"]["ir_bin"] < 0.4 * f32["bytes"]["ir_bin"]  # down_proj weights are int8 too
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [
+        ({"precision": "int8-weights", "w8a8_float": ["down_proj"]}, "--w8a8-float"),
+        ({"precision": "w8a8", "w8a8_float": ["dwn_proj"]}, "'dwn_proj'"),
+    ],
+)
+def test_w8a8_float_bad_values_are_one_line(tmp_path, tiny_tokenizer, kw, needle):
+    from deploy_helpers import sparse_base
+
+    base = sparse_base(tmp_path, tiny_tokenizer)
+    with pytest.raises(ShearsError) as err:
+        run(cfg(tmp_path / "o", model=str(base), nsamples=4, seqlen=16, **kw))
+    assert needle in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "o").exists()

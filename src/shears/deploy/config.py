@@ -81,6 +81,12 @@ class DeployConfig(OverwriteConfig):
         help="W8A8: SmoothQuant alpha for matmuls (e.g. 0.5); default off (it garbled answers "
         "of a 50-percent model in a probe)",
     )
+    w8a8_float: list[str] = field(
+        [],
+        help="W8A8: names of linear modules (suffixes such as down_proj) whose matmuls stay in "
+        "float (int8 weights only); down_proj takes the largest activation outliers of "
+        "LLaMA-family models. Default: none",
+    )
     verify: bool = field(
         True,
         help="run the written IR and PyTorch on a probe prompt; record greedy-token agreement "
@@ -104,6 +110,11 @@ class DeployConfig(OverwriteConfig):
             raise ShearsError(
                 f"unknown --inference-precision {self.inference_precision!r}; choose one of "
                 f"{', '.join(INFERENCE_PRECISIONS)}"
+            )
+        if self.w8a8_float and not self.precision.startswith("w8a8"):
+            raise ShearsError(
+                f"--w8a8-float applies only to --precision w8a8 or w8a8-sparse, not "
+                f"{self.precision!r}"
             )
         if self.sparse_rate is not None:
             if self.precision != "w8a8-sparse":

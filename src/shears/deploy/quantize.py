@@ -45,17 +45,28 @@ def adapter_pattern(modules: list[str] | None) -> str | None:
     return r".*\.(" + "|".join(re.escape(m) for m in modules) + r")/aten::linear/.*"
 
 
+def float_pattern(names: list[str] | None) -> str | None:
+    """A regex of the node names of every matmul inside modules whose name ends with one of
+    ``names`` (``down_proj`` matches ``...layers.0.mlp.down_proj/aten::linear/MatMul`` and a
+    separate adapter's ``...down_proj.base_layer/...``)."""
+    if not names:
+        return None
+    return r".*\.(" + "|".join(re.escape(n) for n in names) + r")[./].*"
+
+
 def quantize(
     ov_model: Any,
     precision: str,
     items: list[dict[str, np.ndarray]] | None = None,
     smooth_quant_alpha: float | None = None,
     adapter_modules: list[str] | None = None,
+    float_modules: list[str] | None = None,
 ) -> Any:
     """``ov_model`` in ``precision`` (one of :data:`PRECISIONS`; ``fp32`` returns it as is).
 
     ``items``: calibration inputs for W8A8 (:func:`calibration_items`); ``adapter_modules``:
-    the modules whose separate adapter's matmuls stay float in W8A8.
+    the modules whose separate adapter's matmuls stay float in W8A8; ``float_modules``: module
+    name suffixes whose matmuls keep float activations in W8A8 (their weights int8-compressed).
     """
     if precision == "fp32":
         return ov_model
@@ -71,9 +82,9 @@ def quantize(
     )
 
     alpha = -1.0 if smooth_quant_alpha is None else smooth_quant_alpha  # -1 turns it off
-    pattern = adapter_pattern(adapter_modules)
-    ignored = nncf.IgnoredScope(patterns=[pattern] if pattern else [], validate=False)
-    return nncf.quantize(
+    patterns = [p for p in (adapter_pattern(adapter_modules), float_pattern(float_modules)) if p]
+    ignored = nncf.IgnoredScope(patterns=patterns, validate=False)
+    quantized = nncf.quantize(
         ov_model,
         nncf.Dataset(items),
         model_type=nncf.ModelType.TRANSFORMER,
@@ -84,3 +95,7 @@ def quantize(
         ),
         ignored_scope=ignored,
     )
+    if not float_modules:
+        return quantized
+    # the float-activation matmuls still get int8 weights (symmetric per channel: zeros stay)
+    return nncf.compress_weights(quantized, mode=nncf.CompressWeightsMode.INT8_SYM)

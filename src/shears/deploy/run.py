@@ -181,6 +181,22 @@ def load(cfg: DeployConfig, plan: DeployPlan) -> Loaded:
     return Loaded(model, tok, sparsity, info, layers)
 
 
+def check_float_modules(model: nn.Module, names: list[str]) -> None:
+    """Every ``--w8a8-float`` name is a part of some linear module's name (``down_proj`` of
+    ``model.layers.0.mlp.down_proj``, or of ``...down_proj.base_layer`` under an adapter)."""
+    from shears.models import is_linear
+
+    paths = [n.split(".") for n, m in model.named_modules() if is_linear(m)]
+    parts = {p for path in paths for p in path}
+    linears = {path[-1] if path[-1] != "base_layer" else path[-2] for path in paths}
+    for name in names:
+        if name not in parts:
+            raise ShearsError(
+                f"--w8a8-float {name!r} names no linear module of the model; its linear "
+                f"modules end with: {', '.join(sorted(linears))}"
+            )
+
+
 # ---------------------------------------------------------------------------- verify and profile
 
 
@@ -264,6 +280,7 @@ def run(cfg: DeployConfig) -> dict[str, Any]:
             "decoder linears, no pruned matmul layers for the sparse kernel; prune it first "
             "(shears prune) or use --precision int8-weights or w8a8"
         )
+    check_float_modules(loaded.model, cfg.w8a8_float)
     prompt = loaded.tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"]
     ref = torch_greedy(loaded.model, prompt, cfg.verify_tokens) if cfg.verify else None
 
@@ -282,7 +299,9 @@ def run(cfg: DeployConfig) -> dict[str, Any]:
         )
         items = calibration_items(windows, KVLayout.of(loaded.model.config))
     modules = list(loaded.layers) if loaded.layers else None
-    ov_model = quantize(ov_model, cfg.precision, items, cfg.smooth_quant_alpha, modules)
+    ov_model = quantize(
+        ov_model, cfg.precision, items, cfg.smooth_quant_alpha, modules, cfg.w8a8_float
+    )
     sparsity = ir_weight_sparsity(ov_model, exclude=adapter_pattern(modules))
     rate = None
     if cfg.precision == "w8a8-sparse":
@@ -322,6 +341,7 @@ def run(cfg: DeployConfig) -> dict[str, Any]:
             },
             "sparse_rate": rate,
             "calibration": plan.calibration,
+            "w8a8_float": list(cfg.w8a8_float),
             "sparse_kernel": kernels,
             "cpu": plan.cpu,
             "bytes": {
