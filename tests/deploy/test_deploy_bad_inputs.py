@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import pytest
 from deploy_helpers import base_and_adapter, cfg, sparse_base
 
 import shears.models
-from shears.cli import main
+from shears.cli import build_parser, main
 from shears.deploy import run as deploy_run
 from shears.deploy.config import DeployConfig
 from shears.deploy.run import check, run
@@ -19,12 +20,18 @@ NO_AMX = {"model": "Some CPU", "flags": ["avx512f"], "amx": False}
 
 @pytest.fixture
 def no_loading(monkeypatch):
-    """Fail the test if a model is loaded."""
+    """Fail the test if a model is loaded. Every stage module is imported first and its own
+    ``load_model`` name patched too: a module first imported under the patch would otherwise keep
+    the refusal after the test (and break later tests)."""
 
     def refuse(*a, **k):
         raise AssertionError("a model was loaded before the input was checked")
 
-    monkeypatch.setattr(shears.models, "load_model", refuse)
+    build_parser()  # imports every stage's modules
+    real = shears.models.load_model
+    for name, module in list(sys.modules.items()):
+        if name.startswith("shears") and getattr(module, "load_model", None) is real:
+            monkeypatch.setattr(module, "load_model", refuse)
 
 
 @pytest.mark.parametrize(

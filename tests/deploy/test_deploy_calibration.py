@@ -136,7 +136,7 @@ def test_w8a8_float_modules_keep_float_activations_and_zeros(tmp_path, tiny_toke
             precision="w8a8",
             nsamples=4,
             seqlen=16,
-            w8a8_float=["down_proj"],
+            w8a8_float="down_proj",
             verify=False,
         )
     )
@@ -158,8 +158,8 @@ def test_w8a8_float_modules_keep_float_activations_and_zeros(tmp_path, tiny_toke
 @pytest.mark.parametrize(
     ("kw", "needle"),
     [
-        ({"precision": "int8-weights", "w8a8_float": ["down_proj"]}, "--w8a8-float"),
-        ({"precision": "w8a8", "w8a8_float": ["dwn_proj"]}, "'dwn_proj'"),
+        ({"precision": "int8-weights", "w8a8_float": "down_proj"}, "--w8a8-float"),
+        ({"precision": "w8a8", "w8a8_float": "dwn_proj"}, "'dwn_proj'"),
     ],
 )
 def test_w8a8_float_bad_values_are_one_line(tmp_path, tiny_tokenizer, kw, needle):
@@ -170,3 +170,18 @@ def test_w8a8_float_bad_values_are_one_line(tmp_path, tiny_tokenizer, kw, needle
         run(cfg(tmp_path / "o", model=str(base), nsamples=4, seqlen=16, **kw))
     assert needle in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "o").exists()
+
+
+def test_w8a8_float_auto_is_down_proj_and_none_is_all_int8(tmp_path, tiny_tokenizer):
+    from deploy_helpers import sparse_base
+
+    base = sparse_base(tmp_path, tiny_tokenizer)
+    kw = {"model": str(base), "precision": "w8a8", "nsamples": 4, "seqlen": 16, "verify": False}
+    auto = run(cfg(tmp_path / "a", **kw))  # the default
+    none = run(cfg(tmp_path / "n", w8a8_float="none", **kw))
+    assert auto["w8a8_float"] == ["down_proj"] and none["w8a8_float"] == []
+    types = [
+        x["exec_type"].lower() for x in none["sparse_kernel"]["layers"] if ".layers." in x["node"]
+    ]
+    assert types and all("i8" in t for t in types)
+    assert "W8A8 float-activation linears | down_proj" in (tmp_path / "a" / "README.md").read_text()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shears.config import field
+from shears.config import ADDED, field
 from shears.deploy.quantize import PRECISIONS
 from shears.errors import ShearsError
 from shears.stage import OverwriteConfig
 
 MERGES = ("auto", "masked", "separate")
 INFERENCE_PRECISIONS = ("auto", "f32", "bf16")
+AUTO_FLOAT = "auto"  # --w8a8-float: down_proj where the model has it
+AUTO_FLOAT_MODULES = ("down_proj",)
 
 
 @dataclass
@@ -81,11 +83,13 @@ class DeployConfig(OverwriteConfig):
         help="W8A8: SmoothQuant alpha for matmuls (e.g. 0.5); default off (it garbled answers "
         "of a 50-percent model in a probe)",
     )
-    w8a8_float: list[str] = field(
-        [],
-        help="W8A8: names of linear modules (suffixes such as down_proj) whose matmuls stay in "
-        "float (int8 weights only); down_proj takes the largest activation outliers of "
-        "LLaMA-family models. Default: none",
+    w8a8_float: str = field(
+        "auto",
+        help="W8A8: comma-separated names of linear modules (such as down_proj) whose matmuls "
+        "keep float activations (their weights still int8); 'auto': down_proj where the model "
+        "has it (it takes the largest activation outliers of LLaMA-family models; without it a "
+        "tuned SmolLM2 fell from 46.5 to 6.5 percent), 'none': every matmul int8",
+        metadata=ADDED,
     )
     verify: bool = field(
         True,
@@ -111,7 +115,7 @@ class DeployConfig(OverwriteConfig):
                 f"unknown --inference-precision {self.inference_precision!r}; choose one of "
                 f"{', '.join(INFERENCE_PRECISIONS)}"
             )
-        if self.w8a8_float and not self.precision.startswith("w8a8"):
+        if self.w8a8_float not in (AUTO_FLOAT, "none") and not self.precision.startswith("w8a8"):
             raise ShearsError(
                 f"--w8a8-float applies only to --precision w8a8 or w8a8-sparse, not "
                 f"{self.precision!r}"

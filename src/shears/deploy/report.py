@@ -31,6 +31,8 @@ def model_card(r: dict[str, Any]) -> str:
     ]
     if r.get("calibration"):
         lines.append(f"| W8A8 calibration text | {r['calibration']} |")
+        floats = ", ".join(r.get("w8a8_float") or []) or "none"
+        lines.append(f"| W8A8 float-activation linears | {floats} |")
     if a:
         how = (
             "merged under the base's non-zero mask (mask-aware adapter: exact)"

@@ -181,13 +181,21 @@ def load(cfg: DeployConfig, plan: DeployPlan) -> Loaded:
     return Loaded(model, tok, sparsity, info, layers)
 
 
-def check_float_modules(model: nn.Module, names: list[str]) -> None:
-    """Every ``--w8a8-float`` name is a part of some linear module's name (``down_proj`` of
-    ``model.layers.0.mlp.down_proj``, or of ``...down_proj.base_layer`` under an adapter)."""
+def float_modules(model: nn.Module, spec: str) -> list[str]:
+    """The linears ``--w8a8-float`` keeps at float activations: ``auto`` (those of
+    :data:`AUTO_FLOAT_MODULES` the model has), ``none``, or comma-separated names, each a part of
+    some linear module's name (``down_proj`` of ``model.layers.0.mlp.down_proj``, or of
+    ``...down_proj.base_layer`` under an adapter); an unknown name is a ShearsError."""
+    from shears.deploy.config import AUTO_FLOAT, AUTO_FLOAT_MODULES
     from shears.models import is_linear
 
     paths = [n.split(".") for n, m in model.named_modules() if is_linear(m)]
     parts = {p for path in paths for p in path}
+    if spec == "none":
+        return []
+    if spec == AUTO_FLOAT:
+        return [n for n in AUTO_FLOAT_MODULES if n in parts]
+    names = [n.strip() for n in spec.split(",") if n.strip()]
     linears = {path[-1] if path[-1] != "base_layer" else path[-2] for path in paths}
     for name in names:
         if name not in parts:
@@ -195,6 +203,7 @@ def check_float_modules(model: nn.Module, names: list[str]) -> None:
                 f"--w8a8-float {name!r} names no linear module of the model; its linear "
                 f"modules end with: {', '.join(sorted(linears))}"
             )
+    return names
 
 
 # ---------------------------------------------------------------------------- verify and profile
@@ -280,7 +289,7 @@ def run(cfg: DeployConfig) -> dict[str, Any]:
             "decoder linears, no pruned matmul layers for the sparse kernel; prune it first "
             "(shears prune) or use --precision int8-weights or w8a8"
         )
-    check_float_modules(loaded.model, cfg.w8a8_float)
+    floats = float_modules(loaded.model, cfg.w8a8_float) if cfg.precision.startswith("w8a8") else []
     prompt = loaded.tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"]
     ref = torch_greedy(loaded.model, prompt, cfg.verify_tokens) if cfg.verify else None
 
@@ -299,9 +308,9 @@ def run(cfg: DeployConfig) -> dict[str, Any]:
         )
         items = calibration_items(windows, KVLayout.of(loaded.model.config))
     modules = list(loaded.layers) if loaded.layers else None
-    ov_model = quantize(
-        ov_model, cfg.precision, items, cfg.smooth_quant_alpha, modules, cfg.w8a8_float
-    )
+    if floats:
+        logger.info("W8A8: %s keep float activations (int8 weights)", ", ".join(floats))
+    ov_model = quantize(ov_model, cfg.precision, items, cfg.smooth_quant_alpha, modules, floats)
     sparsity = ir_weight_sparsity(ov_model, exclude=adapter_pattern(modules))
     rate = None
     if cfg.precision == "w8a8-sparse":
@@ -341,7 +350,7 @@ def run(cfg: DeployConfig) -> dict[str, Any]:
             },
             "sparse_rate": rate,
             "calibration": plan.calibration,
-            "w8a8_float": list(cfg.w8a8_float),
+            "w8a8_float": floats,
             "sparse_kernel": kernels,
             "cpu": plan.cpu,
             "bytes": {
