@@ -10,6 +10,7 @@ from deploy_helpers import base_and_adapter, cfg
 from shears.artifacts import write_train_config
 from shears.data.prompts import format_prompt
 from shears.deploy import calibrate
+from shears.deploy import run as deploy_run
 from shears.deploy.run import RESULTS, check, run
 from shears.errors import ShearsError
 from shears.train.config import TrainConfig
@@ -162,10 +163,11 @@ def test_w8a8_float_modules_keep_float_activations_and_zeros(tmp_path, tiny_toke
         ({"precision": "w8a8", "w8a8_float": "dwn_proj"}, "'dwn_proj'"),
     ],
 )
-def test_w8a8_float_bad_values_are_one_line(tmp_path, tiny_tokenizer, kw, needle):
+def test_w8a8_float_bad_values_are_one_line(tmp_path, tiny_tokenizer, kw, needle, monkeypatch):
     from deploy_helpers import sparse_base
 
     base = sparse_base(tmp_path, tiny_tokenizer)
+    monkeypatch.setattr(deploy_run, "load", lambda *a: pytest.fail("loaded before the check"))
     with pytest.raises(ShearsError) as err:
         run(cfg(tmp_path / "o", model=str(base), nsamples=4, seqlen=16, **kw))
     assert needle in str(err.value) and "\n" not in str(err.value)

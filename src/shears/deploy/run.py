@@ -134,6 +134,11 @@ def check(cfg: DeployConfig) -> DeployPlan:
     calibration = None
     if cfg.precision.startswith("w8a8"):
         calibration = calibrate.check(cfg.calibration, cfg.adapter)
+        from shears.models import model_skeleton
+
+        skeleton = model_skeleton(spec)  # meta device: the names, before any weight is read
+        if skeleton is not None:
+            float_modules(skeleton, cfg.w8a8_float)
     _require_openvino()
     check_output(cfg.output_dir, "deploy", overwrite=cfg.overwrite, inputs=deploy_inputs(cfg))
     return DeployPlan(spec, merge, saved, choice, cpu, calibration)
