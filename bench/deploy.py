@@ -118,10 +118,14 @@ def make_sparse(size: str, dense: Path, folder: Path, sparsity: float, args) -> 
     tok.save_pretrained(folder)
 
 
-def deploy(model: Path, out: Path, precision: str, verify: bool, log: Path) -> dict:
+def deploy(
+    model: Path, out: Path, precision: str, verify: bool, log: Path, w8a8_float: str = "none"
+) -> dict:
     """``shears deploy`` in its own process; its ``deploy_results.json``."""
     cmd = [sys.executable, "-m", "shears", "deploy", "--model", str(model)]
     cmd += ["--output-dir", str(out), "--precision", precision, "--overwrite"]
+    if precision.startswith("w8a8"):
+        cmd += ["--w8a8-float", w8a8_float]
     cmd += ["--verify" if verify else "--no-verify"]
     from shears.deploy.cpu import cpu_info
 
@@ -282,7 +286,7 @@ def bench_size(size: str, args, work: Path, log: Path) -> dict:
             if args.reuse and done.is_file():  # e.g. a threads / streams rerun
                 res = json.loads(done.read_text())
             else:
-                res = deploy(folder, out, precision, verify=real, log=log)
+                res = deploy(folder, out, precision, real, log, args.w8a8_float)
             deployed[out.name] = {
                 "deploy_s": round(time.perf_counter() - t0, 1),
                 "ir_sparsity": res["ir_sparsity"],
@@ -390,6 +394,12 @@ def main() -> None:
     p.add_argument("--prune-seqlen", type=int, default=512)
     p.add_argument("--work", default="runs/bench_deploy", help="models (reused) and IRs")
     p.add_argument("--reuse", action="store_true", help="reuse IRs already deployed in --work")
+    p.add_argument(
+        "--w8a8-float",
+        default="none",
+        help="shears deploy --w8a8-float for the W8A8 variants (default none: every matmul int8, "
+        "as in the committed results and the sparse kernel's best case)",
+    )
     p.add_argument("--out", default=None, help="JSON file (bench/results/deploy_*.json)")
     p.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one variant
     args = p.parse_args()
@@ -398,7 +408,7 @@ def main() -> None:
         sys.stdout.write(json.dumps(measure(args)) + "\n")
         return
     from shears.deploy.cpu import cpu_info
-    from shears.deploy.run import _versions
+    from shears.utils import package_versions
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -408,7 +418,7 @@ def main() -> None:
         "settings": settings,
         "cpu": cpu_info(),
         "cpu_count": os.cpu_count(),
-        "versions": _versions(),
+        "versions": package_versions("shears", "openvino", "nncf", "transformers", "torch"),
         "sizes": {},
     }
     for size in args.sizes.split(","):

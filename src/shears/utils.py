@@ -131,9 +131,24 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
 
 
+def _vm_hwm_kib() -> int | None:
+    """``VmHWM`` of ``/proc/self/status`` (Linux): the peak RSS of this process image alone."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def peak_memory() -> dict[str, float]:
-    """Peak resident memory of this process (MiB) and, on CUDA, peak allocated GPU memory (MiB)."""
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """Peak resident memory of this process (MiB) and, on CUDA, peak allocated GPU memory (MiB).
+
+    On Linux this is ``VmHWM``: ``ru_maxrss`` would carry over the parent's peak into a process
+    it started (a benchmark's child would report its launcher's memory)."""
+    rss_kib = _vm_hwm_kib() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out = {"peak_rss_mib": round(rss_kib / 1024, 1)}
     if torch.cuda.is_available():
         out["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
