@@ -301,6 +301,44 @@ def add_dataclass_args(
             parser.add_argument(_flag(old), dest=dest + old, help=argparse.SUPPRESS, **kind)
 
 
+def add_config_args(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    exclude: tuple[str, ...] = (),
+    config_help: str | None = None,
+) -> None:
+    """The options every stage command shares: ``--config FILE``, ``--set KEY=VALUE``
+    (repeatable), then one flag per field of ``cls`` (:func:`add_dataclass_args`). Read back with
+    :func:`config_from_args`: the file, updated by ``--set``, updated by the flags."""
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help=config_help
+        or f"YAML/JSON file of {cls.__name__} keys (as the flags below, with _); --set and "
+        "flags given on the command line override it",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, section.key=value inside a section (repeatable; the "
+        "value is read as YAML; flags override it)",
+    )
+    add_dataclass_args(parser, cls, exclude)
+
+
+def config_from_args(
+    cls: type[T], args: argparse.Namespace, base: dict[str, Any] | None = None
+) -> T:
+    """``cls`` from ``base`` (default: the ``--config`` file, if any) updated by ``--set`` and
+    then by the flags the user gave (see :func:`add_config_args`)."""
+    if base is None:
+        base = load_config_file(args.config) if getattr(args, "config", None) else {}
+    return dataclass_from_args(cls, args, apply_overrides(base, getattr(args, "overrides", [])))
+
+
 def dataclass_from_args(
     cls: type[T], args: argparse.Namespace, base: dict[str, Any] | None = None
 ) -> T:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from shears.config import add_dataclass_args, dataclass_from_args, load_config_file
+from shears.config import add_config_args, config_from_args
 from shears.deploy.config import DeployConfig
 
 
@@ -18,15 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "counters which layers ran the sparse int8 kernel. Writes the IR, the tokenizer, "
         "README.md, deploy_results.json and deploy_config.json. Needs the deploy extra.",
     )
-    p.add_argument("--config", metavar="FILE", help="YAML/JSON file with DeployConfig keys")
-    add_dataclass_args(p, DeployConfig)
+    add_config_args(p, DeployConfig)
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from shears.deploy.run import run
 
-    base = load_config_file(args.config) if args.config else None
-    cfg = dataclass_from_args(DeployConfig, args, base)
+    cfg = config_from_args(DeployConfig, args)
     print(run(cfg)["output_dir"])
     return 0

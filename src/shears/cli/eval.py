@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from shears.config import add_dataclass_args, apply_overrides, dataclass_from_args, load_config_file
+from shears.config import add_config_args, config_from_args
 from shears.evaluate.config import EvalConfig
 
 
@@ -18,16 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sub-adapter or an exported PEFT adapter. Writes eval_results.json (per-task accuracy, "
         "unweighted mean, counts, non-zero parameters) and predictions.jsonl.",
     )
-    p.add_argument("--config", help="YAML/JSON file with EvalConfig keys (flags override it)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (repeatable)",
-    )
-    add_dataclass_args(p, EvalConfig)
+    add_config_args(p, EvalConfig)
     p.set_defaults(func=main)
 
 
@@ -35,9 +26,7 @@ def main(args: argparse.Namespace) -> int:
     from shears.evaluate.parallel import DataParallel
     from shears.evaluate.run import run
 
-    base = load_config_file(args.config) if args.config else {}
-    base = apply_overrides(base, args.overrides)
-    cfg = dataclass_from_args(EvalConfig, args, base)
+    cfg = config_from_args(EvalConfig, args)
     res = run(cfg)
     if not DataParallel.current(cfg.device).is_main:  # the main process of a launch reports
         return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from shears.config import add_dataclass_args, dataclass_from_args, load_config_file
+from shears.config import add_config_args, config_from_args
 from shears.export.config import ExportConfig
 
 
@@ -17,15 +17,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "PeftModel.from_pretrained), optionally a merged model that keeps the base's sparsity, "
         "a model card README.md, export_results.json and export_config.json.",
     )
-    p.add_argument("--config", metavar="FILE", help="YAML/JSON file with ExportConfig keys")
-    add_dataclass_args(p, ExportConfig)
+    add_config_args(p, ExportConfig)
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from shears.export.run import run
 
-    base = load_config_file(args.config) if args.config else None
-    cfg = dataclass_from_args(ExportConfig, args, base)
+    cfg = config_from_args(ExportConfig, args)
     print(run(cfg).output_dir)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from shears.config import add_dataclass_args, apply_overrides, dataclass_from_args, load_config_file
+from shears.config import add_config_args, config_from_args
 from shears.generate.config import GenerateConfig
 
 
@@ -20,15 +20,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "default. Prints each completion; with --output-dir also writes completions.jsonl, "
         "generate_results.json and generate_config.json.",
     )
-    p.add_argument("--config", help="YAML/JSON file with GenerateConfig keys (flags override it)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (repeatable)",
-    )
     p.add_argument(
         "--prompt",
         dest="prompts",
@@ -37,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="TEXT",
         help="an instruction to answer, formatted in --prompt-style (repeatable)",
     )
-    add_dataclass_args(p, GenerateConfig, exclude=("prompts",))
+    add_config_args(p, GenerateConfig, exclude=("prompts",))
     p.set_defaults(func=main)
 
 
@@ -54,9 +45,7 @@ def show(records: list[dict]) -> str:
 def main(args: argparse.Namespace) -> int:
     from shears.generate.run import run
 
-    base = load_config_file(args.config) if args.config else {}
-    base = apply_overrides(base, args.overrides)
-    cfg = dataclass_from_args(GenerateConfig, args, base)
+    cfg = config_from_args(GenerateConfig, args)
     res = run(cfg)
     print(show(res["completions"]), end="")
     return 0

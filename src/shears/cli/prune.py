@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from shears.config import add_dataclass_args, dataclass_from_args, load_config_file
+from shears.config import add_config_args, config_from_args
 from shears.prune.config import PruneConfig
 
 logger = logging.getLogger("shears")
@@ -22,15 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "model with prune_report.json and sparsity_per_layer.png.",
     )
     parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="YAML or JSON file with prune settings (keys as the flags below, with _); "
-        "flags given on the command line override it",
-    )
-    parser.add_argument(
         "--overwrite", action="store_true", help="replace --output-dir if it already exists"
     )
-    add_dataclass_args(parser, PruneConfig)
+    add_config_args(parser, PruneConfig)
     parser.set_defaults(func=main)
     return parser
 
@@ -38,8 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     from shears.prune.run import run
 
-    base = load_config_file(args.config) if args.config else {}
-    cfg = dataclass_from_args(PruneConfig, args, base)
+    cfg = config_from_args(PruneConfig, args)
     report = run(cfg, overwrite=args.overwrite, progress=True)
     summary = {k: v for k, v in report.to_dict().items() if k != "layers"}
     sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")

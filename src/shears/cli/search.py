@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from shears.artifacts import SEARCH_RESULTS
-from shears.config import add_dataclass_args, apply_overrides, dataclass_from_args, load_config_file
+from shears.config import add_config_args, config_from_args
 
 
 def register(sub) -> None:
@@ -19,15 +19,7 @@ def register(sub) -> None:
         "what `shears export` takes), search_log.jsonl (resumable) and plots.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--config", help="YAML/JSON file of SearchConfig fields (flags override it)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (repeatable)",
-    )
-    add_dataclass_args(p, SearchConfig)
+    add_config_args(p, SearchConfig)
     p.set_defaults(func=main)
 
 
@@ -36,10 +28,7 @@ def main(args: argparse.Namespace) -> int:
     from shears.search.config import SearchConfig
     from shears.search.run import run
 
-    base = load_config_file(args.config) if args.config else {}
-    if args.set:
-        base = apply_overrides(base, args.set)
-    cfg = dataclass_from_args(SearchConfig, args, base)
+    cfg = config_from_args(SearchConfig, args)
     res = run(cfg)
     if not DataParallel.current(cfg.device).is_main:  # the main process of a launch reports
         return 0

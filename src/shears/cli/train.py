@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 
-from shears.config import add_dataclass_args, dataclass_from_args, load_config_file
+from shears.config import add_config_args, apply_overrides, dataclass_from_args, load_config_file
 from shears.errors import ShearsError
 
 
@@ -23,18 +23,17 @@ def register(sub) -> None:
         "model. Scale out with `accelerate launch -m shears train ...` or `torchrun`.",
     )
     p.add_argument(
-        "--config",
-        metavar="FILE",
-        help="YAML/JSON file of these settings (the adapter under an `adapter:` key, its search "
-        "space under `space:`); flags given on the command line override it",
-    )
-    p.add_argument(
         "--space-config",
         metavar="FILE",
         help="YAML/JSON file of the adapter and its search space (targets, groups, widths, "
         "alpha, dropout, ...; flat or in `adapter:` / `space:` sections); overrides --config",
     )
-    add_dataclass_args(p, TrainConfig)
+    add_config_args(
+        p,
+        TrainConfig,
+        config_help="YAML/JSON file of these settings (the adapter under an `adapter:` key, its "
+        "search space under `space:`); --space-config, --set and flags override it",
+    )
     p.set_defaults(func=run)
 
 
@@ -67,7 +66,7 @@ def _parse_fields(value):
 
 
 def build_config(args: argparse.Namespace):
-    """TrainConfig from ``--config`` < ``--space-config`` < command-line flags."""
+    """TrainConfig from ``--config`` < ``--space-config`` < ``--set`` < command-line flags."""
     from shears.adapters.config import read_adapter_file, split_sections
     from shears.train.config import TrainConfig
 
@@ -79,6 +78,7 @@ def build_config(args: argparse.Namespace):
             if not isinstance(below, dict):
                 raise ShearsError(f"config key {name!r} must be a mapping of settings")
             base[name] = {**below, **values}
+    base = apply_overrides(base, args.overrides)  # --set, before groups are parsed below
     if hasattr(args, "space.groups"):
         setattr(args, "space.groups", _parse_groups(getattr(args, "space.groups")))
     if isinstance(base.get("space"), dict) and "groups" in base["space"]:
