@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
+
+# Every stage module that binds ``shears.models.load_model`` at import, imported before any test
+# patches it: a module imported for the first time under a monkeypatch (e.g. a "nothing loads
+# before the input is checked" fixture) would keep the patched function for the whole session.
+for _module in ("shears.prune.run", "shears.export.run"):
+    importlib.import_module(_module)
 
 ARCHS = ("llama", "qwen2", "gemma3", "opt", "gpt_neox", "gpt2")
 SRC = str(Path(__file__).resolve().parents[1] / "src")

@@ -8,6 +8,7 @@ import pytest
 import shears.models
 from input_helpers import BINARY, LATIN1_JSON, base_with_adapter, one_error, write
 from shears.adapters.io import META
+from shears.errors import ShearsError
 
 
 @pytest.fixture
@@ -91,3 +92,24 @@ def test_warns_on_another_base(capsys, setup, tmp_path, tiny_tokenizer):
         )
         warned = [ln for ln in lines if " WARNING " in ln and "is evaluated on" in ln]
         assert rc == 0 and len(warned) == int(warns)
+
+
+@pytest.mark.parametrize("stage", ["eval", "generate"])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"prompt_style": "vicuna"}, "--prompt-style 'vicuna' is not known; allowed: alpaca"),
+        ({"precision": "half"}, "--precision 'half' is not known; allowed: auto, fp32, bf16"),
+    ],
+)
+def test_model_source_fields_are_checked_once_for_eval_and_generate(stage, bad, match):
+    """EvalConfig and GenerateConfig share ModelSourceConfig: the same field, the same check."""
+    from shears.evaluate.config import EvalConfig, ModelSourceConfig
+    from shears.generate.config import GenerateConfig
+
+    cls, needed = {"eval": (EvalConfig, {}), "generate": (GenerateConfig, {"prompts": ["hi"]})}[
+        stage
+    ]
+    assert issubclass(cls, ModelSourceConfig)
+    with pytest.raises(ShearsError, match=match):
+        cls(**needed, **bad)

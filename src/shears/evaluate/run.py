@@ -4,7 +4,7 @@ write.
 :func:`check` verifies everything it can before loading the model (tasks and their data, the
 output folder, the sub-adapter config against the adapter's search space); :func:`load` loads the
 model and the adapter and counts parameters at the active sub-adapter rank (with
-:func:`check_model`, also the loader of ``shears generate``: any :class:`ModelSource`); the tasks
+:func:`check_model`, also the loader of ``shears generate``: any :class:`ModelSourceConfig`); the tasks
 run (:func:`shears.evaluate.suite.evaluate_model`); :func:`write_results` writes :data:`RESULTS`
 (``eval_results.json``, an :class:`~shears.evaluate.result.EvalResult`) and
 ``predictions.jsonl`` atomically.
@@ -22,7 +22,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from torch import nn
 
@@ -31,7 +31,7 @@ from shears.adapters.select import SubAdapterChoice
 from shears.artifacts import EVAL_PREDICTIONS, EVAL_RESULTS, config_record, read_train_settings
 from shears.context import check_eval_context
 from shears.errors import ShearsError
-from shears.evaluate.config import EvalConfig
+from shears.evaluate.config import EvalConfig, ModelSourceConfig
 from shears.evaluate.parallel import SINGLE, DataParallel
 from shears.evaluate.result import EvalResult, SubAdapterUsed
 from shears.evaluate.suite import evaluate_model, prepare_tasks
@@ -70,19 +70,7 @@ def find_prompt_style(adapter_dir: str | None) -> str | None:
     return read_train_settings(adapter_dir).prompt_style
 
 
-class ModelSource(Protocol):
-    """The settings that name a model and its adapter (:class:`EvalConfig`, ``GenerateConfig``)."""
-
-    model: str
-    gguf_file: str | None
-    dtype: str
-    device: str
-    adapter: str | None
-    sub_adapter: str
-    prompt_style: str | None
-
-
-def attach_adapter(model: nn.Module, cfg: ModelSource, sub_config: dict | None) -> nn.Module:
+def attach_adapter(model: nn.Module, cfg: ModelSourceConfig, sub_config: dict | None) -> nn.Module:
     """Load ``cfg.adapter`` onto ``model`` (super-adapter with ``sub_config`` active, or PEFT)."""
     kind = adapter_kind(cfg.adapter)
     if kind == "super":
@@ -125,7 +113,7 @@ class EvalPlan(ModelPlan):
 
 
 def _check_sub_adapter(
-    cfg: ModelSource, kind: str | None, action: str = "evaluated"
+    cfg: ModelSourceConfig, kind: str | None, action: str = "evaluated"
 ) -> tuple[SubAdapterChoice | None, SearchSpace | None]:
     """The sub-adapter of a super-adapter, checked against its search space."""
     if kind == "super":
@@ -141,7 +129,7 @@ def _check_sub_adapter(
     return None, None
 
 
-def check_model(cfg: ModelSource, action: str = "evaluated") -> ModelPlan:
+def check_model(cfg: ModelSourceConfig, action: str = "evaluated") -> ModelPlan:
     """The model spec, the adapter and its sub-adapter, and the prompt style, checked without
     loading anything (a ShearsError on bad input); ``action`` words the other-base warning."""
     from shears.deploy.model import is_deployed
@@ -176,7 +164,7 @@ def check(cfg: EvalConfig) -> EvalPlan:
 
 
 def load(
-    cfg: ModelSource, plan: ModelPlan, parallel: DataParallel = SINGLE
+    cfg: ModelSourceConfig, plan: ModelPlan, parallel: DataParallel = SINGLE
 ) -> tuple[nn.Module, Any, dict[str, Any]]:
     """``(model, tokenizer, parameter counts)``: the model with its adapter attached and, for a
     super-adapter, the sub-adapter folded into the base weights (on this process's own GPU when

@@ -5,17 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shears.config import field
-from shears.data.prompts import PROMPT_STYLES
 from shears.errors import ShearsError
-from shears.precision import PRECISIONS, check_precision
+from shears.evaluate.config import ModelSourceConfig
+from shears.precision import PRECISIONS
 from shears.stage import OverwriteConfig, SeededConfig
 
 
 @dataclass
-class GenerateConfig(OverwriteConfig, SeededConfig):
+class GenerateConfig(ModelSourceConfig, OverwriteConfig, SeededConfig):
     """Settings of ``shears generate``."""
 
-    # shared fields (shears.stage), with this stage's defaults and help
+    # shared fields (shears.stage, ModelSourceConfig), with this stage's defaults and help
     model: str = field(
         "smollm2-135m",
         help="model: named default, local folder, .gguf, hub id, or a `shears deploy` folder",
@@ -27,15 +27,6 @@ class GenerateConfig(OverwriteConfig, SeededConfig):
     )
     overwrite: bool = field(False, help="replace a `shears generate` output in --output-dir")
     seed: int = field(0, help="random seed (sampling; greedy decoding does not draw)")
-    gguf_file: str | None = field(None, help="GGUF file name inside a model folder")
-    adapter: str | None = field(
-        None, help="Shears super-adapter folder, or an exported stock-PEFT adapter folder"
-    )
-    sub_adapter: str = field(
-        "heuristic",
-        help="active sub-adapter of a super-adapter: heuristic, max, min, a JSON file of "
-        "{group: rank} (or a search result holding one) or inline JSON",
-    )
     prompts: list[str] = field(
         [], help="instructions to answer, formatted in --prompt-style (flag: --prompt, repeatable)"
     )
@@ -43,11 +34,6 @@ class GenerateConfig(OverwriteConfig, SeededConfig):
         None,
         help="file of instructions: .txt (one per line) or .jsonl (each line an object with "
         "'instruction' [+ 'input'], or 'prompt' or 'text')",
-    )
-    prompt_style: str | None = field(
-        None,
-        help="alpaca or chat; must match training (default: the adapter's train_config.json, "
-        "else alpaca)",
     )
     max_new_tokens: int = field(
         128, help="tokens generated per prompt at most; must be below the model's maximum positions"
@@ -68,12 +54,6 @@ class GenerateConfig(OverwriteConfig, SeededConfig):
             raise ShearsError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.max_new_tokens < 1:
             raise ShearsError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
-        if self.prompt_style is not None and self.prompt_style not in PROMPT_STYLES:
-            raise ShearsError(
-                f"--prompt-style {self.prompt_style!r} is not known; allowed: "
-                f"{', '.join(PROMPT_STYLES)}"
-            )
-        check_precision(self.precision)
         self._check_sampling()
         self._check_prompt_source()
         super().__post_init__()
