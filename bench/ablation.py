@@ -478,6 +478,9 @@ def schedule(p: Planner, names: list[str], results: Path, jobs: int, threads: in
     todo = [n for n in names if n not in done]
     logger.info("%d units to run, %d already done", len(todo), len(names) - len(todo))
     if jobs == 1:  # in this process, in priority order (needs come first)
+        import torch
+
+        torch.set_num_threads(threads)  # else torch takes every core: study processes oversubscribe
         for n in todo:
             _job(p.out, results, p.units[n], threads)
             logger.info("unit %s done", n)
