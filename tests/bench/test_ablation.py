@@ -120,3 +120,20 @@ def test_stats_and_sign_counts(monkeypatch):
     assert s["mean"] == pytest.approx(0.01 / 3)
     assert s["signs"] == {"positive": 1, "zero": 1, "negative": 1}
     assert rep.stats([0.5])["stderr"] is None and rep.stats([])["mean"] is None
+
+
+def test_one_job_runs_units_on_the_given_torch_threads(ablation, monkeypatch, tmp_path):
+    """--jobs 1 runs units in the study process: it must take --threads too (two study processes
+    at torch's default of every core oversubscribed the machine)."""
+    import torch
+
+    p = ablation.plan(tmp_path / "runs", "cpu", [], {})
+    seen = []
+    monkeypatch.setattr(ablation, "_job", lambda *a: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ablation.schedule(p, ["prune/s50"], tmp_path / "results", jobs=1, threads=1)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1]
