@@ -141,7 +141,7 @@ def test_w8a8_float_modules_keep_float_activations_and_zeros(tmp_path, tiny_toke
             verify=False,
         )
     )
-    assert r["w8a8_float"] == ["down_proj"]
+    assert r["w8a8_float"] == ["down_proj"] and r["advice"] == []
     layers = r["sparse_kernel"]["layers"]
     down = [x["exec_type"] for x in layers if "down_proj" in x["node"]]
     rest = [
@@ -187,3 +187,27 @@ def test_w8a8_float_auto_is_down_proj_and_none_is_all_int8(tmp_path, tiny_tokeni
     ]
     assert types and all("i8" in t for t in types)
     assert "W8A8 float-activation linears | down_proj" in (tmp_path / "a" / "README.md").read_text()
+
+
+def test_precision_advice_marks_all_int8_w8a8_not_recommended():
+    from shears.deploy.report import model_card, precision_advice
+
+    assert precision_advice("int8-weights", []) == []
+    assert precision_advice("w8a8", ["down_proj"]) == []
+    (note,) = precision_advice("w8a8", [])
+    assert note.startswith("not recommended") and "46.5 -> 6.5" in note
+    (sparse,) = precision_advice("w8a8-sparse", ["down_proj"])
+    assert "do not run the sparse int8" in sparse
+    result = {
+        "name": "d",
+        "precision": "w8a8",
+        "model": "m",
+        "runtime_properties": {},
+        "base_linear_sparsity": 0.5,
+        "ir_sparsity": {"sparsity": 0.5, "matmuls": 4},
+        "bytes": {"ir_bin": 1e6},
+        "sparse_kernel": {"sparse_kernel_layers": 0, "matmul_layers": 4, "exec_types": {}},
+        "cpu": {"model": "x", "amx": False},
+        "advice": [note],
+    }
+    assert f"**Note:** {note}." in model_card(result)

@@ -9,6 +9,26 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f} %"
 
 
+def precision_advice(precision: str, floats: list[str]) -> list[str]:
+    """Warnings about the chosen precision, from what was measured (README "Deploy")."""
+    if not precision.startswith("w8a8"):
+        return []
+    if not floats:
+        return [
+            "not recommended: W8A8 with every matmul int8 lost most of a tuned model's accuracy "
+            "where measured (SmolLM2 demo model, 46.5 -> 6.5 %); measure this one with `shears "
+            "eval --model <this folder>`, or keep the outlier linears at float activations "
+            "(--w8a8-float auto keeps down_proj)"
+        ]
+    if precision == "w8a8-sparse":
+        return [
+            f"the linears at float activations ({', '.join(floats)}) do not run the sparse int8 "
+            "kernel (it needs int8 activations); --w8a8-float none gives it every matmul, at "
+            "the accuracy an all-int8 W8A8 may lose"
+        ]
+    return []
+
+
 def model_card(r: dict[str, Any]) -> str:
     """Markdown: what was deployed, how sparsity was kept, what the runtime did."""
     k, v, a = r["sparse_kernel"], r.get("verification"), r.get("adapter")
@@ -33,6 +53,8 @@ def model_card(r: dict[str, Any]) -> str:
         lines.append(f"| W8A8 calibration text | {r['calibration']} |")
         floats = ", ".join(r.get("w8a8_float") or []) or "none"
         lines.append(f"| W8A8 float-activation linears | {floats} |")
+    for note in r.get("advice") or []:
+        lines += ["", f"**Note:** {note}."]
     if a:
         how = (
             "merged under the base's non-zero mask (mask-aware adapter: exact)"

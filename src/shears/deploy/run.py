@@ -29,7 +29,7 @@ from shears.deploy.config import DeployConfig
 from shears.deploy.convert import KVLayout, convert_to_openvino
 from shears.deploy.cpu import cpu_info, rate_from_sparsity
 from shears.deploy.quantize import adapter_pattern, calibration_items, quantize
-from shears.deploy.report import model_card
+from shears.deploy.report import model_card, precision_advice
 from shears.deploy.runtime import (
     SPARSE_RATE_KEY,
     OVCausalLM,
@@ -315,6 +315,9 @@ def run(cfg: DeployConfig) -> dict[str, Any]:
     modules = list(loaded.layers) if loaded.layers else None
     if floats:
         logger.info("W8A8: %s keep float activations (int8 weights)", ", ".join(floats))
+    advice = precision_advice(cfg.precision, floats)
+    for note in advice:
+        logger.warning("%s", note)
     ov_model = quantize(ov_model, cfg.precision, items, cfg.smooth_quant_alpha, modules, floats)
     sparsity = ir_weight_sparsity(ov_model, exclude=adapter_pattern(modules))
     rate = None
@@ -356,6 +359,7 @@ def run(cfg: DeployConfig) -> dict[str, Any]:
             "sparse_rate": rate,
             "calibration": plan.calibration,
             "w8a8_float": floats,
+            "advice": advice,
             "sparse_kernel": kernels,
             "cpu": plan.cpu,
             "bytes": {
