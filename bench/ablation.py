@@ -549,7 +549,8 @@ def _save_settings(results: Path, recipes: dict[str, str], a: argparse.Namespace
     f = results / "settings.json"
     old = json.loads(f.read_text()) if f.is_file() else {}
     merged = {**old.get("recipes", {}), **recipes}
-    keys = {"scale": SCALE, "recipes": merged, "seeds": a.seeds, "threads": a.threads}
+    seeds = sorted(set(old.get("seeds", [])) | set(a.seeds))  # processes may split the seeds
+    keys = {"scale": SCALE, "recipes": merged, "seeds": seeds, "threads": a.threads}
     atomic_write_json(f, {**old, **keys})
 
 
