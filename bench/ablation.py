@@ -7,7 +7,10 @@ sparsity and seed, with the same data, budget and search:
 - ``shears_heuristic`` / ``shears_hill_climbing``: the NLS super-adapter on the pruned model, the
   heuristic sub-adapter and the one hill-climbing finds on the validation answer loss;
 - ``distill_heuristic`` / ``distill_hill_climbing``: the same, trained with ``--distill`` from the
-  dense model (logit KD, w 0.5, T 2);
+  fine-tuned dense teacher: the dense model with the same seed's ``lora_dense`` adapter merged
+  (``--teacher-adapter``; logit KD, w 0.5, T 2). A first unit distilled from the untuned dense
+  model, which cannot do the task (3.5 % on math): it fell 15 points below plain Shears, so the
+  grid switched to the tuned teacher (that unit's summary is kept in ``untuned_teacher/``);
 - on one cell (``--extras``): ``lora_pruned_distill`` (sparse LoRA + distill), ``owl_heuristic`` /
   ``owl_hill_climbing`` (Shears on the OWL-pruned base) and the adapter-size Pareto front: the
   super-adapter's min / heuristic / max sub-adapters and hill-climbing under two adapter-parameter
@@ -164,8 +167,10 @@ class Planner:
         self._step(name, "prune", {**data, "model": SCALE["model"]}, [])
         return name
 
-    def train(self, name: str, task: str, recipe: str, seed: int, base: str | None, **kw) -> str:
-        """A training on the pruned ``base`` step (None: the dense model); ``kw``: overrides."""
+    def train(self, name: str, task: str, recipe: str, seed: int, base: str | None,
+              reads: tuple = (), **kw) -> str:  # fmt: skip
+        """A training on the pruned ``base`` step (None: the dense model); ``reads``: other
+        steps it reads (a teacher adapter); ``kw``: overrides."""
         data = {
             **SCALE["train"],
             "space": SCALE["space"],
@@ -175,7 +180,7 @@ class Planner:
             "model": str(self.out / base) if base else SCALE["model"],
             **kw,
         }
-        self._step(name, "train", data, [base] if base else [])
+        self._step(name, "train", data, [*([base] if base else []), *reads])
         return name
 
     def search(self, name: str, train: str, base: str, seed: int, **kw) -> str:
@@ -251,11 +256,19 @@ def pareto_start(model: str, rank_of: dict[str, int]) -> tuple[dict[str, int], i
     return out, space.adapter_parameters(out)
 
 
+def dense_lora(task: str, recipe: str, seed: int) -> str:
+    """The training step of the dense LoRA of ``task`` / ``recipe`` / ``seed``."""
+    return f"{task}/{recipe}/dense/seed{seed}/lora_dense/train"
+
+
 def cell_units(p: Planner, task: str, sp: float, seed: int, recipe: str, part: str) -> None:
     """The units of one (task, sparsity, seed) cell: ``part`` core (sparse LoRA, Shears, Shears +
     distill) or extras (sparse LoRA + distill, Shears on OWL, the Pareto front)."""
     base = p.prune(sp)
     cell = f"{task}/{recipe}/{_sp(sp)}/seed{seed}"
+
+    teacher = dense_lora(task, recipe, seed)  # the fine-tuned dense teacher of distillation
+    distill = {**SCALE["distill"], "teacher_adapter": str(p.out / teacher), "reads": (teacher,)}
 
     def nls_unit(kind: str, base: str, **kw) -> None:
         t = p.train(f"{cell}/{kind}/train", task, recipe, seed, base, **kw)
@@ -278,9 +291,9 @@ def cell_units(p: Planner, task: str, sp: float, seed: int, recipe: str, part: s
     if part == "core":
         lora_unit("lora_pruned", base)
         nls_unit("shears", base)
-        nls_unit("distill", base, **SCALE["distill"])
+        nls_unit("distill", base, **distill)
         return
-    lora_unit("lora_pruned_distill", base, **SCALE["distill"])
+    lora_unit("lora_pruned_distill", base, **distill)
     nls_unit("owl", p.prune(sp, owl=True))
     for r in SCALE["pareto_ranks"]:
         lora_unit(f"lora_r{r}", base, rank=r)
@@ -333,10 +346,11 @@ def plan(out: Path, device: str, seeds: list[int], recipes: dict[str, str]) -> P
         for task, sp in cells:
             if task not in recipes:
                 continue
-            recipe, d = recipes[task], f"{task}/{recipes[task]}/dense/seed{seed}/lora_dense"
+            recipe = recipes[task]
+            t = dense_lora(task, recipe, seed)
+            d = t.rsplit("/", 1)[0]
             if f"lora_dense/{task}/{recipe}/seed{seed}" not in p.units:
-                t = p.train(f"{d}/train", task, recipe, seed, None,
-                            space={**SCALE["space"], "widths": [r_max]})  # fmt: skip
+                p.train(t, task, recipe, seed, None, space={**SCALE["space"], "widths": [r_max]})
                 ev = [p.evaluate(f"{d}/eval_val", task, None, t, "max", "validation")]
                 ev.append(p.evaluate(f"{d}/eval", task, None, t, "max"))
                 p.unit(f"lora_dense/{task}/{recipe}/seed{seed}", [t, *ev])

@@ -98,6 +98,12 @@ def test_ablation_runs_every_unit_reports_and_resumes_from_summaries(
     assert (results / "ablation_pareto.png").stat().st_size > 0
     assert "Pareto front" in (results / "ablation_tables.md").read_text()
 
+    # distillation's teacher is the dense model tuned by the same seed's dense LoRA
+    for kind in ("distill", "lora_pruned_distill"):
+        tcfg = json.loads((out / cell / kind / "train" / "train_config.json").read_text())
+        assert tcfg["teacher_adapter"] == str(
+            out.resolve() / f"math/{recipe}/dense/seed0/lora_dense/train"
+        )
     # another machine: the run folder gone, the committed summaries there -> nothing runs again
     shutil.rmtree(out)
     import shears.pipeline.run as pipeline_run

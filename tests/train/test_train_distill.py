@@ -237,6 +237,47 @@ def test_teacher_adapter_is_merged_into_the_teacher(dense_dir, tmp_path):
         load_teacher(str(dense_dir), str(tmp_path), "fp32", "cpu")
 
 
+def test_a_shears_train_output_is_a_teacher_adapter_at_its_maximal_sub_adapter(dense_dir, tmp_path):
+    """A fixed-rank LoRA trained by ``shears train`` (what ``--baselines`` calls lora_dense) is a
+    teacher adapter: merged at its maximal sub-adapter, the teacher computes what the dense model
+    with that adapter computes."""
+    from transformers import AutoModelForCausalLM
+
+    from shears.adapters.io import SuperAdapter
+    from shears.train.teacher import load_teacher
+
+    lora = tmp_path / "lora"
+    run(make_config(str(lora), model=str(dense_dir), data=str(dense_dir / "data.json"),
+                    max_steps=2, space=SpaceConfig(widths=[4])))  # fmt: skip
+    ids = torch.tensor([[1, 5, 9, 20]])
+    model = AutoModelForCausalLM.from_pretrained(dense_dir).eval()
+    with torch.no_grad():
+        plain = model(input_ids=ids).logits
+        sup = SuperAdapter.load(model, lora, dropout=0.0)
+        sup.space.apply(sup.layers, sup.space.maximal())
+        want = model(input_ids=ids).logits
+    teacher = load_teacher(str(dense_dir), str(lora), "fp32", "cpu")
+    assert not elastic_layers(teacher)  # merged: plain linears again
+    assert not any(p.requires_grad for p in teacher.parameters())
+    with torch.no_grad():
+        got = teacher(input_ids=ids).logits
+    assert torch.allclose(got, want, atol=1e-5) and not torch.allclose(got, plain, atol=1e-4)
+
+
+def test_a_bad_teacher_adapter_fails_before_the_student_loads(dense_dir, tmp_path, monkeypatch):
+    import shears.models
+
+    def boom(*a, **k):
+        raise AssertionError("a model was loaded before --teacher-adapter was checked")
+
+    monkeypatch.setattr(shears.models, "load_model", boom)
+    cfg = _distill_config(tmp_path / "out", model=str(dense_dir), teacher=str(dense_dir),
+                          teacher_adapter=str(tmp_path), data=str(dense_dir / "data.json"))  # fmt: skip
+    with pytest.raises(ShearsError, match="is neither a `shears train` output") as exc:
+        run(cfg)
+    assert "\n" not in str(exc.value) and not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------------------- earlier records
 
 

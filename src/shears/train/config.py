@@ -112,7 +112,9 @@ class TrainConfig(ResumableConfig, SeededConfig):
     )
     teacher_adapter: str | None = field(
         None,
-        help="a PEFT adapter folder merged into the teacher (a fine-tuned dense teacher)",
+        help="an adapter merged into the teacher (a fine-tuned dense teacher): a PEFT adapter "
+        "folder, or a `shears train` output at its maximal sub-adapter (e.g. the dense LoRA "
+        "that `shears run --baselines` trains)",
         metadata=ADDED,
     )
     distill_weight: float = field(

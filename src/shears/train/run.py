@@ -36,7 +36,13 @@ from shears.train.nls import Session, barrier, fit, start
 from shears.train.plots import plot_loss
 from shears.train.result import TrainResult
 from shears.train.sharding import gathered
-from shears.train.teacher import Distiller, freeze, load_teacher, teacher_spec
+from shears.train.teacher import (
+    Distiller,
+    freeze,
+    load_teacher,
+    teacher_adapter_kind,
+    teacher_spec,
+)
 from shears.utils import peak_memory, resolve_device, set_seed
 
 logger = logging.getLogger(__name__)
@@ -248,6 +254,8 @@ def run(cfg: TrainConfig) -> TrainResult:
     _check_model(cfg)
     if cfg.distill:
         teacher_spec(cfg.model, cfg.teacher)  # no teacher: fail before anything loads
+        if cfg.teacher_adapter:
+            teacher_adapter_kind(cfg.teacher_adapter)
     examples = load_train_examples(cfg)
     if not examples:
         raise ShearsError(f"data {cfg.data!r} holds no examples")

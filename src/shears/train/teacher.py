@@ -55,19 +55,40 @@ def freeze(teacher: nn.Module) -> nn.Module:
     return teacher
 
 
+def teacher_adapter_kind(adapter: str) -> str:
+    """``super`` (a ``shears train`` folder, e.g. the dense LoRA of ``--baselines``) or ``peft``
+    (a stock PEFT adapter folder) for ``--teacher-adapter``; one clear error otherwise."""
+    from shears.adapters.io import META
+
+    d = Path(adapter)
+    if (d / META).is_file():
+        return "super"
+    if (d / "adapter_config.json").is_file():
+        return "peft"
+    raise ShearsError(
+        f"--teacher-adapter {adapter!r} is neither a `shears train` output ({META}) nor a PEFT "
+        "adapter folder (adapter_config.json)"
+    )
+
+
 def load_teacher(spec: str, adapter: str | None, dtype: str, device: str) -> nn.Module:
-    """Load the teacher ``spec`` (``adapter``: a PEFT adapter merged into it) on ``device`` with
-    ``dtype`` (the student's rules), frozen."""
+    """Load the teacher ``spec`` on ``device`` with ``dtype`` (the student's rules), frozen.
+    ``adapter`` is merged into it: a PEFT adapter, or a Shears super-adapter at its maximal
+    sub-adapter (a fixed-rank LoRA trained by ``shears train`` has only that one)."""
     from shears.models import load_model
 
+    kind = teacher_adapter_kind(adapter) if adapter else None
     model, _ = load_model(spec, dtype, device)
-    if adapter:
+    if kind == "super":
+        from shears.adapters.io import SuperAdapter
+        from shears.export.merge import merge_adapter
+
+        sup = SuperAdapter.load(model, adapter, dropout=0.0)
+        sup.space.apply(sup.layers, sup.space.maximal())
+        merge_adapter(model)
+    elif kind == "peft":
         from peft import PeftModel
 
-        if not (Path(adapter) / "adapter_config.json").is_file():
-            raise ShearsError(
-                f"--teacher-adapter {adapter!r} is not a PEFT adapter folder (no adapter_config.json)"
-            )
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     return freeze(model)
 
