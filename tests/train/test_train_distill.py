@@ -315,3 +315,38 @@ def test_run_baselines_distil_on_the_pruned_model_only():
     pruned, dense = plan.baseline_trains["lora_pruned"], plan.baseline_trains["lora_dense"]
     assert pruned.distill and pruned.space.widths == [pruned.adapter.r_max]
     assert not dense.distill
+
+
+def test_run_distils_from_its_own_dense_lora_trained_first():
+    """``train.teacher_adapter: lora_dense``: the run trains its dense LoRA baseline first and
+    both distilling trainings (Shears and the sparse LoRA) read it as their teacher."""
+    from shears.pipeline import load_run_config
+    from shears.pipeline.plan import build_plan, plan_steps
+
+    overrides = ["run_dir=runs/x", "baselines=true", "train.distill=true"]
+    plan = build_plan(load_run_config(None, [*overrides, "train.teacher_adapter=lora_dense"]))
+    dense_lora = str(Path("runs/x").resolve() / "baselines" / "lora_dense")
+    assert plan.teacher_step == "train_lora_dense"
+    assert Path(plan.train.teacher_adapter).resolve() == Path(dense_lora)
+    assert plan.baseline_trains["lora_pruned"].teacher_adapter == plan.train.teacher_adapter
+    assert plan.baseline_trains["lora_dense"].teacher_adapter is None
+    names = [st.name for st in plan_steps(plan)]
+    assert names.index("train_lora_dense") < names.index("train") < names.index("search")
+    assert names.count("train_lora_dense") == 1
+    # the teacher is part of the students' digests: a changed dense LoRA retrains them
+    untuned = {
+        st.name: st.digest for st in plan_steps(build_plan(load_run_config(None, overrides)))
+    }
+    tuned = {st.name: st.digest for st in plan_steps(plan)}
+    assert tuned["train"] != untuned["train"]
+    assert tuned["train_lora_dense"] == untuned["train_lora_dense"]
+
+
+def test_run_tuned_teacher_without_baselines_is_one_clear_error():
+    from shears.pipeline import load_run_config
+    from shears.pipeline.plan import build_plan
+
+    cfg = load_run_config(None, ["train.distill=true", "train.teacher_adapter=lora_dense"])
+    with pytest.raises(ShearsError, match="set baselines: true") as exc:
+        build_plan(cfg)
+    assert "\n" not in str(exc.value)

@@ -38,6 +38,10 @@ EVAL_READS = {
     "lora_dense": ["train_lora_dense"],
 }
 
+# ``train.teacher_adapter`` naming the run's own dense LoRA baseline: distillation from the
+# tuned dense model, trained first (needs ``baselines``).
+TUNED_TEACHER = "lora_dense"
+
 # The deploy step (with a ``deploy:`` section) reads the pruned base, the super-adapter and the
 # search's choice.
 DEPLOY_READS = ["prune", "train", "search"]
@@ -70,6 +74,7 @@ class Plan:
     baseline_trains: dict[str, Any]  # variant name -> TrainConfig (fixed-rank LoRA)
     validation: dict[str, Any]  # where the search's validation data comes from
     deploy: Any = None  # DeployConfig, with a ``deploy:`` section; None: no deploy step
+    teacher_step: str | None = None  # the baseline step the distilling trains read (tuned teacher)
 
 
 # ---------------------------------------------------------------------------- stage configs
@@ -141,6 +146,14 @@ def _train_config(cfg: RunConfig, folder: Folders, val_size: int) -> tuple[Any, 
     data = {**_with_seed(cfg.train, cfg.seed), "data": cfg.task, "resume": True}
     validation = _hold_out(cfg, data, val_size)
     data.update(model=str(folder("prune")), output_dir=str(folder("train")))
+    if data.get("teacher_adapter") == TUNED_TEACHER:
+        if not cfg.baselines:
+            raise ShearsError(
+                f"train.teacher_adapter: {TUNED_TEACHER} distils from this run's dense LoRA "
+                "baseline: set baselines: true (or `shears run --baselines`), or name an adapter "
+                "folder"
+            )
+        data["teacher_adapter"] = str(folder(f"train_{TUNED_TEACHER}"))
     return _build(TrainConfig, "train", data), validation
 
 
@@ -241,7 +254,9 @@ def build_plan(cfg: RunConfig, folders: Folders | None = None) -> Plan:
     baselines = _baseline_trains(cfg, folder, train)
     export = _export_config(cfg, folder)
     deploy = _deploy_config(cfg, folder)
-    return Plan(prune, train, search, export, evals, baselines, validation, deploy)
+    tuned = train.teacher_adapter == str(folder(f"train_{TUNED_TEACHER}"))
+    teacher = f"train_{TUNED_TEACHER}" if train.distill and tuned else None
+    return Plan(prune, train, search, export, evals, baselines, validation, deploy, teacher)
 
 
 # ---------------------------------------------------------------------------- steps
@@ -271,11 +286,15 @@ def plan_steps(plan: Plan) -> list[Step]:
         digests[name] = stage_digest(cfg, [digests[u] for u in reads])
         steps.append(Step(name, cfg, kind, digests[name]))
 
+    teacher = [plan.teacher_step] if plan.teacher_step else []  # trained first, then read
     add("prune", plan.prune, "prune", [])
-    add("train", plan.train, "train", ["prune"])
+    for name in teacher:
+        add(name, plan.baseline_trains[name.removeprefix("train_")], "train", [])
+    add("train", plan.train, "train", ["prune", *teacher])
     add("search", plan.search, "search", ["train"])
     for name, tc in plan.baseline_trains.items():
-        add(f"train_{name}", tc, "train", ["prune"] if name == "lora_pruned" else [])
+        if f"train_{name}" not in digests:
+            add(f"train_{name}", tc, "train", ["prune", *teacher] if name == "lora_pruned" else [])
     for name, ec in plan.evals.items():
         add(f"eval_{name}", ec, "eval", EVAL_READS[name])
     add("export", plan.export, "export", ["search", "eval_shears_searched"])
