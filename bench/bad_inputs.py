@@ -19,6 +19,7 @@ the outcomes. Prints one JSON object:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -50,6 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     cases = [c for c in CASES if args.only in c.id]
+    with contextlib.redirect_stdout(sys.stderr):  # libraries' import-time lines (DeepSpeed's
+        report = _run(cases, args)  # accelerator notice) must not precede the JSON
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _run(cases: list, args: argparse.Namespace) -> dict:
+    """Build the world, run ``cases``, count outcomes."""
     tmp = Path(tempfile.mkdtemp(prefix="shears-bad-inputs-"))
     t0 = time.perf_counter()
     world = build_world(tmp / "world" / "w")
@@ -82,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
-    print(json.dumps(report, indent=2))
-    return 0
+    return report
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ TESTS = HERE.parent
 if str(TESTS) not in sys.path:  # conftest.tiny_model when imported outside pytest (the bench)
     sys.path.insert(0, str(TESTS))
 
-COMMANDS = ("prune", "train", "search", "eval", "export", "run")
+COMMANDS = ("prune", "train", "search", "eval", "export", "generate", "run")
 OUTCOMES = ("clear", "traceback", "silent", "data_loss", "other")
 GPT2_POSITIONS = 64
 
@@ -185,6 +185,7 @@ def build_world(root: Path) -> Path:
                    "--no-progress", "--device", "cpu"])  # fmt: skip
     _shears(root, ["export", "--adapter", "adapter", "--model", "pruned", "--output-dir",
                    "export_out", "--no-verify"])  # fmt: skip
+    _shears(root, [*GENERATE_BASE, "--output-dir", "generate_out"])
     # sub-adapter configs derived from the real adapter
     best = json.loads((root / "search_out" / "search_results.json").read_text())["best"]["config"]
     _write(root / "good_sub.json", json.dumps(best))
@@ -443,6 +444,8 @@ EVAL_BASE = ("eval", "--model", "base", "--tasks", "math:math.json", "--limit", 
              "--device", "cpu")  # fmt: skip
 EXPORT_BASE = ("export", "--adapter", "adapter", "--model", "pruned", "--output-dir", "out",
                "--no-verify")  # fmt: skip
+GENERATE_BASE = ("generate", "--model", "pruned", "--adapter", "adapter", "--prompt",
+                 "What is 2 plus 3?", "--max-new-tokens", "2", "--device", "cpu")  # fmt: skip
 RUN_BASE = ("run_dir=out", "model=base", "task=train.json", "eval_tasks=[math:math.json]",
             "evaluate_dense=false", "prune.calibration=calib.txt", "prune.nsamples=2",
             "prune.seqlen=16", "prune.plot=false", "train.train_size=6", "train.max_steps=1",
@@ -826,6 +829,43 @@ def export_cases() -> list[Case]:
     return cases + _config_cases("export", b, "merge", "maybe")
 
 
+def generate_cases() -> list[Case]:
+    b = GENERATE_BASE
+    plain = tuple(a for i, a in enumerate(b) if a != "--adapter" and b[i - 1] != "--adapter")
+    cases = _out_cases("generate", b, "--output-dir")
+    cases += [
+        Case("generate-output-is-model", (*b, "--output-dir", "pruned", "--overwrite"),
+             ("pruned",), note="the output folder is the input model"),
+        Case("generate-output-is-adapter", (*b, "--output-dir", "adapter", "--overwrite"),
+             ("adapter",), note="the output folder is the input adapter"),
+        Case("generate-output-holds-prompts", (*b[:5], "--prompts-file", "gen/p.txt",
+             "--output-dir", "gen", "--overwrite"), ("gen",), prep=_put("gen/p.txt", "Hi\n"),
+             note="an output folder that holds this run's prompts file"),
+        Case("generate-prompts-file-binary", (*b[:5], "--prompts-file", "binary.txt"),
+             ("binary.txt",)),
+        Case("generate-prompts-file-not-utf8", (*b[:5], "--prompts-file", "latin1.txt"),
+             ("latin1.txt",)),
+        Case("generate-prompts-file-empty", (*b[:5], "--prompts-file", "empty.txt"),
+             ("empty.txt",)),
+        Case("generate-prompts-file-missing", (*b[:5], "--prompts-file", "missing.txt"),
+             ("missing.txt",)),
+        Case("generate-model-garbage-gguf", (*plain, "--model", "garbage.gguf"),
+             ("garbage.gguf",)),
+        Case("generate-model-missing", (*plain, "--model", "nosuchdir"), ("nosuchdir",)),
+        Case("generate-adapter-not-adapter", (*b, "--adapter", "userdir"), ("userdir",)),
+        Case("generate-sub-adapter-unknown-group", (*b, "--sub-adapter", "sub_unknown.json"),
+             ("nope", "sub_unknown.json")),
+        Case("generate-sub-adapter-bad-rank", (*b, "--sub-adapter", "sub_rank.json"), ("5",)),
+        Case("generate-max-new-tokens-above-positions", ("generate", "--model", "gpt2",
+             "--prompt", "Hi", "--max-new-tokens", "100", "--device", "cpu"),
+             ("max-new-tokens", "max_new_tokens")),
+        Case("generate-top-p-without-sampling", (*b, "--top-p", "0.5"), ("top-p", "0.5")),
+        Case("generate-set-without-equals", (*b, "--set", "noequals"), ("noequals",)),
+        Case("generate-device-unknown", (*b, "--device", "gpu9"), ("gpu9",)),
+    ]  # fmt: skip
+    return cases + _config_cases("generate", b, "batch_size", "abc")
+
+
 def run_cases() -> list[Case]:
     b = ("run", *RUN_BASE)
     cases = _out_cases("run", b, "run_dir")
@@ -893,7 +933,13 @@ def run_cases() -> list[Case]:
 
 def all_cases() -> list[Case]:
     cases = (
-        prune_cases() + train_cases() + search_cases() + eval_cases() + export_cases() + run_cases()
+        prune_cases()
+        + train_cases()
+        + search_cases()
+        + eval_cases()
+        + export_cases()
+        + generate_cases()
+        + run_cases()
     )
     ids = [c.id for c in cases]
     dup = sorted({i for i in ids if ids.count(i) > 1})
@@ -930,6 +976,7 @@ OWN_OUTPUT_RERUNS = {
     "search": (*SEARCH_BASE, "--output-dir", "search_out", "--overwrite"),
     "eval": (*EVAL_BASE, "--output-dir", "eval_out", "--overwrite"),
     "export": (*EXPORT_BASE, "--output-dir", "export_out", "--overwrite"),
+    "generate": (*GENERATE_BASE, "--output-dir", "generate_out", "--overwrite"),
 }  # fmt: skip
 
 

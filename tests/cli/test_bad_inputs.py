@@ -82,3 +82,19 @@ def test_the_harness_sees_each_outcome(effect, outcome, world, tmp_path, monkeyp
     monkeypatch.setattr(shears.cli, "main", _fake_main(effect))
     case = Case("fake", ("prune", "--thing", "x"), ("--thing",))
     assert run_case(case, world, tmp_path).outcome == outcome
+
+
+def test_the_bench_prints_only_its_json(tmp_path):
+    """``bench/bad_inputs.py`` in a fresh process: stdout is one JSON document (libraries' import
+    notices go to stderr) with the count of every case it ran."""
+    import json
+    import subprocess
+
+    from conftest import subprocess_env
+
+    bench = Path(__file__).resolve().parents[2] / "bench" / "bad_inputs.py"
+    proc = subprocess.run([sys.executable, str(bench), "-k", "generate-prompts-file"],
+                          capture_output=True, text=True, env=subprocess_env(), timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["cases"] == 4 and report["overall"]["clear"] == 4
