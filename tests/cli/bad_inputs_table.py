@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -38,7 +39,8 @@ TESTS = HERE.parent
 if str(TESTS) not in sys.path:  # conftest.tiny_model when imported outside pytest (the bench)
     sys.path.insert(0, str(TESTS))
 
-COMMANDS = ("prune", "train", "search", "eval", "export", "generate", "run")
+COMMANDS = ("prune", "train", "search", "eval", "export", "generate", "deploy", "run")
+HAS_DEPLOY = all(importlib.util.find_spec(m) for m in ("openvino", "nncf"))  # the deploy extra
 OUTCOMES = ("clear", "traceback", "silent", "data_loss", "other")
 GPT2_POSITIONS = 64
 
@@ -186,6 +188,8 @@ def build_world(root: Path) -> Path:
     _shears(root, ["export", "--adapter", "adapter", "--model", "pruned", "--output-dir",
                    "export_out", "--no-verify"])  # fmt: skip
     _shears(root, [*GENERATE_BASE, "--output-dir", "generate_out"])
+    if HAS_DEPLOY:
+        _shears(root, [*DEPLOY_BASE, "--output-dir", "deploy_out"])
     # sub-adapter configs derived from the real adapter
     best = json.loads((root / "search_out" / "search_results.json").read_text())["best"]["config"]
     _write(root / "good_sub.json", json.dumps(best))
@@ -446,6 +450,8 @@ EXPORT_BASE = ("export", "--adapter", "adapter", "--model", "pruned", "--output-
                "--no-verify")  # fmt: skip
 GENERATE_BASE = ("generate", "--model", "pruned", "--adapter", "adapter", "--prompt",
                  "What is 2 plus 3?", "--max-new-tokens", "2", "--device", "cpu")  # fmt: skip
+DEPLOY_BASE = ("deploy", "--model", "pruned", "--adapter", "adapter", "--sub-adapter", "max",
+               "--precision", "int8-weights", "--no-verify", "--output-dir", "out")  # fmt: skip
 RUN_BASE = ("run_dir=out", "model=base", "task=train.json", "eval_tasks=[math:math.json]",
             "evaluate_dense=false", "prune.calibration=calib.txt", "prune.nsamples=2",
             "prune.seqlen=16", "prune.plot=false", "train.train_size=6", "train.max_steps=1",
@@ -488,7 +494,7 @@ def _out_cases(cmd: str, base: tuple[str, ...], flag: str) -> list[Case]:
     where = (flag, "--overwrite", "output", "current folder")
     # From work/, '../pruned' is not the base path the adapter recorded as given ('pruned'), and
     # its recorded absolute path is the template's (the world is a copy): search and export warn.
-    copy_warns = cmd in ("search", "export")
+    copy_warns = cmd in ("search", "export", "deploy")
     return [
         Case(f"{cmd}-overwrite-dot", (*base, *out("."), ow), ("'.'", "{root}", *where),
              note="issue 1: --overwrite on the current folder"),
@@ -866,6 +872,40 @@ def generate_cases() -> list[Case]:
     return cases + _config_cases("generate", b, "batch_size", "abc")
 
 
+def deploy_cases() -> list[Case]:
+    b = DEPLOY_BASE
+    w8a8 = (*b, "--precision", "w8a8", "--nsamples", "2", "--seqlen", "16")
+    cases = _out_cases("deploy", b, "--output-dir")
+    cases += [
+        Case("deploy-output-is-model", (*b, "--output-dir", "pruned", "--overwrite"),
+             ("pruned",), note="the output folder is the input model"),
+        Case("deploy-output-is-adapter", (*b, "--output-dir", "adapter", "--overwrite"),
+             ("adapter",), note="the output folder is the input adapter"),
+        Case("deploy-output-inside-model", (*b, "--output-dir", "pruned/ir"), ("pruned",)),
+        Case("deploy-precision-unknown", (*b, "--precision", "int4"), ("int4",)),
+        Case("deploy-merge-unknown", (*b, "--merge", "plain"), ("plain",)),
+        Case("deploy-sparse-rate-out-of-range", (*b, "--precision", "w8a8-sparse",
+             "--sparse-rate", "1.5"), ("1.5", "sparse-rate", "sparse_rate")),
+        Case("deploy-model-missing", ("deploy", "--model", "nosuchdir", "--output-dir", "out"),
+             ("nosuchdir",)),
+        Case("deploy-model-garbage-gguf", ("deploy", "--model", "garbage.gguf", "--output-dir",
+             "out"), ("garbage.gguf",)),
+        Case("deploy-adapter-not-adapter", (*b, "--adapter", "userdir"), ("userdir",)),
+        Case("deploy-sub-adapter-unknown-group", (*b, "--sub-adapter", "sub_unknown.json"),
+             ("nope", "sub_unknown.json")),
+        Case("deploy-sub-adapter-bad-rank", (*b, "--sub-adapter", "sub_rank.json"), ("5",)),
+        Case("deploy-w8a8-float-unknown", (*w8a8, "--w8a8-float", "nope_proj"),
+             ("nope_proj",)),
+        Case("deploy-calibration-binary", (*w8a8, "--calibration", "binary.txt"),
+             ("binary.txt",)),
+        Case("deploy-calibration-missing", (*w8a8, "--calibration", "missing.txt"),
+             ("missing.txt",)),
+        Case("deploy-dtype-unknown", (*b, "--dtype", "float7"), ("float7",)),
+        Case("deploy-set-without-equals", (*b, "--set", "noequals"), ("noequals",)),
+    ]  # fmt: skip
+    return cases + _config_cases("deploy", b, "nsamples", "abc")
+
+
 def run_cases() -> list[Case]:
     b = ("run", *RUN_BASE)
     cases = _out_cases("run", b, "run_dir")
@@ -939,6 +979,7 @@ def all_cases() -> list[Case]:
         + eval_cases()
         + export_cases()
         + generate_cases()
+        + (deploy_cases() if HAS_DEPLOY else [])
         + run_cases()
     )
     ids = [c.id for c in cases]
@@ -977,6 +1018,7 @@ OWN_OUTPUT_RERUNS = {
     "eval": (*EVAL_BASE, "--output-dir", "eval_out", "--overwrite"),
     "export": (*EXPORT_BASE, "--output-dir", "export_out", "--overwrite"),
     "generate": (*GENERATE_BASE, "--output-dir", "generate_out", "--overwrite"),
+    **({"deploy": (*DEPLOY_BASE, "--output-dir", "deploy_out", "--overwrite")} if HAS_DEPLOY else {}),
 }  # fmt: skip
 
 
