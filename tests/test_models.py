@@ -53,3 +53,27 @@ def test_missing_model_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ShearsError, match="no config.json"):
         validate_model_spec(str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize(
+    ("head", "match"),
+    [
+        (b"GGUF\x03\x00\x00\x00" + b"\x00" * 16, None),  # v3: fine (the check reads the header)
+        (b"GGUF\x02\x00\x00\x00", None),
+        (b"GGUF\xa5\x1b\x00\xf6junk", "its version is 4127202213"),
+        (b"GGUF\x01\x00\x00\x00", "its version is 1"),
+        (b"GGUF", "its version is None"),  # truncated after the magic
+        (b"PK\x03\x04", "is not a GGUF file"),
+    ],
+)
+def test_gguf_header_is_checked_before_loading(tmp_path, head, match):
+    from shears.models import check_gguf_file
+
+    f = tmp_path / "m.gguf"
+    f.write_bytes(head)
+    if match is None:
+        check_gguf_file(f)
+        return
+    with pytest.raises(ShearsError, match=match) as exc:
+        check_gguf_file(f)
+    assert "\n" not in str(exc.value) and "m.gguf" in str(exc.value)

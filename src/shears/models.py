@@ -102,18 +102,30 @@ def validate_model_spec(spec: str, gguf_file: str | None = None) -> None:
         )
 
 
+GGUF_VERSIONS = (2, 3)  # what transformers' GGUF reader loads (v1 is gone from the wild)
+
+
 def check_gguf_file(path: Path) -> None:
-    """A GGUF file starts with the magic bytes ``GGUF``; anything else is a one-line error."""
+    """A GGUF file starts with the magic bytes ``GGUF`` and a version the loader reads (a
+    little-endian uint32 after them); anything else is a one-line error, before loading."""
     try:
         with path.open("rb") as fh:
-            magic = fh.read(len(GGUF_MAGIC))
+            head = fh.read(len(GGUF_MAGIC) + 4)
     except OSError as exc:
         raise ShearsError(f"GGUF file {str(path)!r} cannot be read: {exc.strerror or exc}") from exc
+    magic = head[: len(GGUF_MAGIC)]
     if magic != GGUF_MAGIC:
         raise ShearsError(
             f"{str(path)!r} is not a GGUF file (it does not start with the magic bytes "
             f"{GGUF_MAGIC!r}, but {magic!r}); give a .gguf model file, a Hugging Face model "
             "folder or a hub id"
+        )
+    version = int.from_bytes(head[len(GGUF_MAGIC) :], "little") if len(head) == 8 else None
+    if version not in GGUF_VERSIONS:
+        raise ShearsError(
+            f"{str(path)!r} starts like a GGUF file but its version is {version} (readable: "
+            f"{', '.join(map(str, GGUF_VERSIONS))}): a damaged or truncated file, or a newer "
+            "format; convert it again or give a Hugging Face model folder"
         )
 
 
