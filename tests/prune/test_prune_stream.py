@@ -152,7 +152,7 @@ def no_load(monkeypatch):
 
 def test_disk_refuses_gguf_before_loading(tmp_path, no_load):
     gguf = tmp_path / "m.gguf"
-    gguf.write_bytes(b"GGUF" + b"\0" * 64)
+    gguf.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\0" * 60)  # a readable header
     cfg = PruneConfig(model=str(gguf), output_dir=str(tmp_path / "out"), offload="disk")
     with pytest.raises(ShearsError, match="--offload disk reads .safetensors block by block"):
         run_prune(cfg, progress=False)
