@@ -237,6 +237,23 @@ def _configs(meta: dict, where: str) -> tuple[ElasticLoraConfig, SpaceConfig]:
         raise ShearsError(f"{where}: {exc}") from exc
 
 
+def adapter_kind(path: str | Path) -> str:
+    """``super`` (Shears super-adapter folder) or ``peft`` (stock PEFT adapter folder, its
+    ``adapter_config.json`` a JSON object); one clear error for anything else."""
+    d = Path(path)
+    if not d.is_dir():
+        raise ShearsError(f"adapter folder {str(path)!r} does not exist")
+    if (d / META).is_file():
+        return "super"
+    if (d / "adapter_config.json").is_file():
+        read_json_file(d / "adapter_config.json", "PEFT adapter config", expect=dict)
+        return "peft"
+    raise ShearsError(
+        f"{str(path)!r} is neither a Shears super-adapter ({META}) nor a PEFT adapter "
+        "(adapter_config.json)"
+    )
+
+
 def warn_if_other_base(adapter_dir: str | Path, model: str | None, action: str) -> bool:
     """Log a WARNING when ``model`` (a base the user named) is not the base the super-adapter in
     ``adapter_dir`` records it was trained on; ``action`` says what runs (e.g. ``"searched"``).

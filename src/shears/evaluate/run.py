@@ -26,6 +26,7 @@ from typing import Any
 
 from torch import nn
 
+from shears.adapters.io import adapter_kind
 from shears.adapters.search_space import SearchSpace
 from shears.adapters.select import SubAdapterChoice
 from shears.artifacts import EVAL_PREDICTIONS, EVAL_RESULTS, config_record, read_train_settings
@@ -36,7 +37,6 @@ from shears.evaluate.parallel import SINGLE, DataParallel
 from shears.evaluate.result import EvalResult, SubAdapterUsed
 from shears.evaluate.suite import evaluate_model, prepare_tasks
 from shears.evaluate.tasks import TaskSpec
-from shears.inputs import read_json_file
 from shears.models import max_positions
 
 logger = logging.getLogger(__name__)
@@ -45,24 +45,6 @@ RESULTS = EVAL_RESULTS  # the stage's results file: its presence marks the outpu
 
 
 # ---------------------------------------------------------------------------- adapters
-
-
-def adapter_kind(path: str) -> str:
-    """``super`` (Shears super-adapter folder) or ``peft`` (stock PEFT adapter folder)."""
-    from shears.adapters.io import META
-
-    d = Path(path)
-    if not d.is_dir():
-        raise ShearsError(f"adapter folder {path!r} does not exist")
-    if (d / META).is_file():
-        return "super"
-    if (d / "adapter_config.json").is_file():
-        read_json_file(d / "adapter_config.json", "PEFT adapter config", expect=dict)
-        return "peft"
-    raise ShearsError(
-        f"{path!r} is neither a Shears super-adapter ({META}) nor a PEFT adapter "
-        "(adapter_config.json)"
-    )
 
 
 def find_prompt_style(adapter_dir: str | None) -> str | None:

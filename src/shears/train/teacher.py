@@ -56,19 +56,14 @@ def freeze(teacher: nn.Module) -> nn.Module:
 
 
 def teacher_adapter_kind(adapter: str) -> str:
-    """``super`` (a ``shears train`` folder, e.g. the dense LoRA of ``--baselines``) or ``peft``
-    (a stock PEFT adapter folder) for ``--teacher-adapter``; one clear error otherwise."""
-    from shears.adapters.io import META
+    """:func:`shears.adapters.io.adapter_kind` of ``--teacher-adapter`` (``super``: a ``shears
+    train`` folder, e.g. the dense LoRA of ``--baselines``; ``peft``), its errors naming the flag."""
+    from shears.adapters.io import adapter_kind
 
-    d = Path(adapter)
-    if (d / META).is_file():
-        return "super"
-    if (d / "adapter_config.json").is_file():
-        return "peft"
-    raise ShearsError(
-        f"--teacher-adapter {adapter!r} is neither a `shears train` output ({META}) nor a PEFT "
-        "adapter folder (adapter_config.json)"
-    )
+    try:
+        return adapter_kind(adapter)
+    except ShearsError as exc:
+        raise ShearsError(f"--teacher-adapter: {exc}") from None
 
 
 def load_teacher(spec: str, adapter: str | None, dtype: str, device: str) -> nn.Module:
