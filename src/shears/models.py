@@ -120,7 +120,8 @@ def check_gguf_file(path: Path) -> None:
             f"{GGUF_MAGIC!r}, but {magic!r}); give a .gguf model file, a Hugging Face model "
             "folder or a hub id"
         )
-    version = int.from_bytes(head[len(GGUF_MAGIC) :], "little") if len(head) == 8 else None
+    raw = head[len(GGUF_MAGIC) :]
+    version = int.from_bytes(raw, "little") if len(raw) == 4 else None
     if version not in GGUF_VERSIONS:
         raise ShearsError(
             f"{str(path)!r} starts like a GGUF file but its version is {version} (readable: "
