@@ -29,7 +29,8 @@ same settings is not run again, on any machine: the study continues across sessi
 the extras, then seeds 1 and 2), each once the units it reads from are done.
 
     .venv/bin/python bench/ablation.py --out runs/ablation            # the whole grid (~20 core-h)
-    .venv/bin/python bench/ablation.py --out runs/ablation --until-seed 0
+    .venv/bin/python bench/ablation.py --out runs/ablation --seeds 0   # seed 0 of every cell
+    .venv/bin/python bench/ablation.py --out runs/ablation --dry-run   # what is done, what is left
     .venv/bin/python bench/ablation_report.py                          # tables, plots, JSON
 """
 
@@ -454,6 +455,12 @@ def _done(results: Path, unit: Unit) -> bool:
     return f.is_file() and json.loads(f.read_text()).get("digest") == unit.digest
 
 
+def _listing(p: Planner, names: list[str], results: Path) -> str:
+    """One line per unit: ``done`` (its summary is in ``results`` with the same digest) or
+    ``todo``, and its name."""
+    return "\n".join(f"{'done' if _done(results, p.units[n]) else 'todo'}  {n}" for n in names)
+
+
 def _worker_init(threads: int) -> None:
     import torch
 
@@ -576,7 +583,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--jobs", type=int, default=2, help="worker processes")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dry-run", action="store_true", help="print the units and stop")
+    ap.add_argument(
+        "--dry-run", action="store_true",
+        help="print every unit, done or to do (from the summaries in --results), and stop",
+    )  # fmt: skip
     ap.add_argument(
         "--recipe-only", action="store_true", help="stop after pruning, bases and recipe check"
     )
@@ -600,12 +610,14 @@ def main(argv: list[str] | None = None) -> None:
     p = plan(out, a.device, [], {})
     first = _of_tasks(list(p.units), tasks)
     if a.dry_run:
-        print("\n".join(first))
+        print(_listing(p, first, results))
     else:
         schedule(p, first, results, a.jobs, a.threads)
     if a.recipe_only:
         return
-    recipes = choose_recipes(results, tasks) if not a.dry_run else dict.fromkeys(tasks, "pa")
+    recipes = choose_recipes(results, tasks)
+    if a.dry_run and (waiting := [t for t in tasks if t not in recipes]):
+        print(f"(the grids of {', '.join(waiting)} wait for their recipe check)")
     p = plan(out, a.device, a.seeds, recipes)
     names = _of_tasks(list(p.units), list(recipes))
     if a.units:
@@ -613,8 +625,9 @@ def main(argv: list[str] | None = None) -> None:
             ap.error(f"unknown unit {bad[0]!r}; see --dry-run for the names")
         names = [n for n in names if n in _with_needs(p, a.units)]
     if a.dry_run:
-        print("\n".join(n for n in names if n not in first))
-        print(f"{len(names)} units, {len(p.steps)} steps")
+        print(_listing(p, [n for n in names if n not in first], results))
+        n_done = sum(_done(results, p.units[n]) for n in names)
+        print(f"{len(names)} units of the grid: {n_done} done, {len(names) - n_done} to do")
         return
     _save_settings(results, recipes, a)
     schedule(p, names, results, a.jobs, a.threads)

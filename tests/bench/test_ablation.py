@@ -58,7 +58,7 @@ def ablation(monkeypatch, tiny_folder):
 
 
 def test_ablation_runs_every_unit_reports_and_resumes_from_summaries(
-    ablation, monkeypatch, tmp_path
+    ablation, monkeypatch, tmp_path, capsys
 ):
     report_mod = _load(monkeypatch, "ablation_report")
     out, results = tmp_path / "runs", tmp_path / "results"
@@ -104,6 +104,12 @@ def test_ablation_runs_every_unit_reports_and_resumes_from_summaries(
         assert tcfg["teacher_adapter"] == str(
             out.resolve() / f"math/{recipe}/dense/seed0/lora_dense/train"
         )
+    # --dry-run lists every unit as done (read from the summaries), and runs nothing
+    capsys.readouterr()
+    ablation.main([*argv, "--dry-run"])
+    lines = capsys.readouterr().out.splitlines()
+    assert f"done  shears/{cell}" in lines and not [ln for ln in lines if ln.startswith("todo")]
+    assert lines[-1].endswith(f"{len(lines) - 1} done, 0 to do")
     # another machine: the run folder gone, the committed summaries there -> nothing runs again
     shutil.rmtree(out)
     import shears.pipeline.run as pipeline_run
@@ -115,6 +121,8 @@ def test_ablation_runs_every_unit_reports_and_resumes_from_summaries(
     ran = []
     monkeypatch.setattr(pipeline_run, "run_step", lambda st, *a, **k: ran.append(st.name))
     monkeypatch.setattr(ablation, "summarize", lambda *a, **k: {"digest": "x"})
+    ablation.main([*argv, "--dry-run"])
+    assert f"todo  lora_pruned/{cell}" in capsys.readouterr().out and ran == []
     ablation.main(argv)
     assert ran == ["prune/s50", f"{cell}/lora_pruned/train", f"{cell}/lora_pruned/eval_val",
                    f"{cell}/lora_pruned/eval"]  # fmt: skip
