@@ -116,6 +116,20 @@ def test_sampling_is_a_function_of_seed_and_step():
     assert all(60 < n < 140 for n in counts)
 
 
+def test_max_prob_mixes_in_the_maximal_sub_adapter_and_keeps_the_uniform_draws():
+    """``max_prob`` P: a step is the maximal sub-adapter with probability P; the other steps
+    are exactly the uniform draws of P = 0 (a run at P = 0 samples as before the option)."""
+    space = build(tiny_model("llama"))
+    uniform = [space.sample(3, s) for s in range(400)]
+    assert [space.sample(3, s, 0.0) for s in range(400)] == uniform
+    assert all(space.sample(3, s, 1.0) == space.maximal() for s in range(20))
+    mixed = [space.sample(3, s, 0.5) for s in range(400)]
+    n_max = sum(c == space.maximal() for c in mixed)
+    assert 150 < n_max < 250  # binomial(400, 0.5 + a tiny chance of a uniform maximal)
+    assert all(m == u for m, u in zip(mixed, uniform, strict=True) if m != space.maximal())
+    assert mixed == [space.sample(3, s, 0.5) for s in range(400)]  # a function of (seed, step)
+
+
 def test_validate_errors():
     space = build(tiny_model("llama"))
     cfg = space.heuristic()

@@ -651,6 +651,8 @@ def train_cases() -> list[Case]:
         Case("train-space-config-unknown-key", (*b, "--space-config", "space.yaml"),
              ("widthz",), prep=_put("space.yaml", "widthz: [8]\n")),
         Case("train-device-unknown", (*b, "--device", "gpu9"), ("gpu9",)),
+        Case("train-nls-max-prob-above-one", (*b, "--nls-max-prob", "1.5"), ("nls-max-prob",
+             "1.5")),
     ]  # fmt: skip
     return cases + _config_cases("train", b, "lr", "[1, 2]")
 

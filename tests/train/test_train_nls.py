@@ -176,3 +176,16 @@ def test_bad_input_fails_before_training(tok, tmp_path, examples, overrides, mes
 def test_bad_train_config(overrides, message):
     with pytest.raises(ShearsError, match=message):
         make_config("x", **overrides)
+
+
+def test_nls_max_prob_trains_maximal_steps_and_is_checked(tok, tmp_path):
+    """--nls-max-prob 1 trains the maximal sub-adapter on every step (plain LoRA at r_max);
+    a value outside [0, 1] is one clear error."""
+    rec = ActiveRanks()
+    cfg = make_config(str(tmp_path / "out"), max_steps=3, nls_max_prob=1.0)
+    train_nls(make_model(tok), tok, make_examples(), cfg, callbacks=[rec], base_model="tiny")
+    assert [s for s, _ in rec.history] == [0, 1, 2]
+    assert all(set(ranks.values()) == {8} for _, ranks in rec.history)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ShearsError, match=rf"--nls-max-prob must be in \[0, 1\], got {bad}"):
+            make_config(str(tmp_path / "bad"), nls_max_prob=bad)

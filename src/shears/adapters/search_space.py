@@ -179,14 +179,19 @@ class SearchSpace:
                 raise ShearsError(f"config gives group {name!r} rank {r!r}; allowed: {widths}")
         return {g.name: int(config[g.name]) for g in self.groups}
 
-    def sample(self, seed: int, step: int) -> Config:
+    def sample(self, seed: int, step: int, max_prob: float = 0.0) -> Config:
         """One uniform, independent width per group, a pure function of ``(seed, step)``: the
-        same on every worker of a distributed run and after a resume."""
+        same on every worker of a distributed run and after a resume. With ``max_prob`` > 0 the
+        whole step is the maximal sub-adapter with that probability (the uniform draws are then
+        the same as without it: the extra draw comes after them)."""
         gen = torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step)) % (2**63 - 1))
-        return {
+        config = {
             g.name: g.widths[int(torch.randint(len(g.widths), (1,), generator=gen))]
             for g in self.groups
         }
+        if max_prob > 0 and float(torch.rand((), generator=gen)) < max_prob:
+            return self.maximal()
+        return config
 
     def adapter_parameters(self, config: Config) -> int:
         """Adapter parameters of a sub-adapter: sum of r * (in + out) over its modules."""

@@ -129,6 +129,12 @@ class TrainConfig(ResumableConfig, SeededConfig):
         "MSE(h_s, h_t) / MSE(h_t, 0) (0 = off)",
         metadata=ADDED,
     )
+    nls_max_prob: float = field(
+        0.0,
+        help="probability that an optimizer step trains the maximal sub-adapter instead of a "
+        "uniform sample of widths (0 = the paper's uniform sampling; 1 = plain LoRA at r_max)",
+        metadata=ADDED,
+    )
     adapter: ElasticLoraConfig = dataclasses.field(
         default_factory=ElasticLoraConfig,
         metadata={"help": "the elastic LoRA super-adapter (targets, r_max, alpha, dropout...)"},
@@ -184,6 +190,8 @@ class TrainConfig(ResumableConfig, SeededConfig):
                 f"lr_scheduler {self.lr_scheduler!r} is not known; allowed: {', '.join(SCHEDULERS)}"
             )
         self._check_distill()
+        if not 0.0 <= self.nls_max_prob <= 1.0:
+            raise ShearsError(f"--nls-max-prob must be in [0, 1], got {self.nls_max_prob}")
         bad = sorted(set(self.data_fields) - set(EXAMPLE_KEYS))
         if bad:
             raise ShearsError(

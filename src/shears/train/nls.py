@@ -152,7 +152,7 @@ def fit(
         args=args,
         train_dataset=dataset,
         data_collator=collator,
-        callbacks=[NLSCallback(space, adapter.layers, cfg.seed), *callbacks],
+        callbacks=[NLSCallback(space, adapter.layers, cfg.seed, cfg.nls_max_prob), *callbacks],
         distiller=distiller,
     )
     use_cache = getattr(model.config, "use_cache", None)

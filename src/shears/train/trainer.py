@@ -114,20 +114,28 @@ class NonFiniteLossError(RuntimeError):
 
 
 class NLSCallback(TrainerCallback):
-    """Before every optimizer step, activate ``space.sample(seed, global_step)`` on ``layers``.
+    """Before every optimizer step, activate ``space.sample(seed, global_step, max_prob)`` on
+    ``layers``.
 
     ``history`` keeps ``(step, config)`` of the steps this process ran (for tests and logs).
     At the end of training the maximal sub-adapter is active again.
     """
 
-    def __init__(self, space: SearchSpace, layers: dict[str, ElasticLoRALinear], seed: int) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        layers: dict[str, ElasticLoRALinear],
+        seed: int,
+        max_prob: float = 0.0,
+    ) -> None:
         self.space = space
         self.layers = layers
         self.seed = seed
+        self.max_prob = max_prob
         self.history: list[tuple[int, dict[str, int]]] = []
 
     def on_step_begin(self, args, state, control, **kwargs):
-        config = self.space.sample(self.seed, state.global_step)
+        config = self.space.sample(self.seed, state.global_step, self.max_prob)
         self.space.apply(self.layers, config)
         self.history.append((state.global_step, config))
 
