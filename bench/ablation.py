@@ -11,6 +11,9 @@ sparsity and seed, with the same data, budget and search:
   (``--teacher-adapter``; logit KD, w 0.5, T 2). A first unit distilled from the untuned dense
   model, which cannot do the task (3.5 % on math): it fell 15 points below plain Shears, so the
   grid switched to the tuned teacher (that unit's summary is kept in ``untuned_teacher/``);
+- ``nls_maxp50_heuristic`` / ``nls_maxp50_hill_climbing``: NLS whose optimizer steps train the
+  maximal sub-adapter with probability 0.5 (``--nls-max-prob 0.5``), else the paper's uniform
+  sample (added 2026-11-30 after a validation-only probe, bench/nls_sampling.py);
 - on one cell (``--extras``): ``lora_pruned_distill`` (sparse LoRA + distill), ``owl_heuristic`` /
   ``owl_hill_climbing`` (Shears on the OWL-pruned base) and the adapter-size Pareto front: the
   super-adapter's min / heuristic / max sub-adapters and hill-climbing under two adapter-parameter
@@ -73,6 +76,7 @@ SCALE: dict[str, Any] = {
     },
     "space": {"widths": [32, 24, 16]},
     "distill": {"distill": True, "distill_weight": 0.5, "distill_temperature": 2.0},
+    "nls_max_prob": 0.5,  # the NLS variant whose steps are the maximal sub-adapter half the time
     "search": {
         "algorithm": "hill-climbing",
         "objective": "loss",
@@ -257,6 +261,12 @@ def pareto_start(model: str, rank_of: dict[str, int]) -> tuple[dict[str, int], i
     return out, space.adapter_parameters(out)
 
 
+def maxp_kind(p: float) -> str:
+    """The folder of the NLS variant trained with ``--nls-max-prob p`` (bench/nls_sampling.py
+    names its probes the same, so the grid reuses a probe's training)."""
+    return f"nls_maxp{round(p * 100)}"
+
+
 def dense_lora(task: str, recipe: str, seed: int) -> str:
     """The training step of the dense LoRA of ``task`` / ``recipe`` / ``seed``."""
     return f"{task}/{recipe}/dense/seed{seed}/lora_dense/train"
@@ -293,6 +303,8 @@ def cell_units(p: Planner, task: str, sp: float, seed: int, recipe: str, part: s
         lora_unit("lora_pruned", base)
         nls_unit("shears", base)
         nls_unit("distill", base, **distill)
+        maxp = SCALE["nls_max_prob"]
+        nls_unit(maxp_kind(maxp), base, nls_max_prob=maxp)
         return
     lora_unit("lora_pruned_distill", base, **distill)
     nls_unit("owl", p.prune(sp, owl=True))

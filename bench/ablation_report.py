@@ -29,6 +29,8 @@ CELL_EVALS = {
     "lora_pruned_distill": "lora_pruned_distill/eval",
     "owl_heuristic": "owl/eval_heuristic",
     "owl_hill_climbing": "owl/eval_hill_climbing",
+    "maxp_heuristic": "nls_maxp50/eval_heuristic",
+    "maxp_hill_climbing": "nls_maxp50/eval_hill_climbing",
 }
 LABELS = {
     "dense_base": "dense base (untuned)",
@@ -42,6 +44,8 @@ LABELS = {
     "lora_pruned_distill": "sparse + LoRA r32 + distill",
     "owl_heuristic": "Shears on OWL base, heuristic",
     "owl_hill_climbing": "Shears on OWL base, hill-climbing",
+    "maxp_heuristic": "Shears, max-prob 0.5 NLS, heuristic",
+    "maxp_hill_climbing": "Shears, max-prob 0.5 NLS, hill-climbing",
 }
 PAIRS = (
     ("shears_hill_climbing", "lora_pruned"),
@@ -53,8 +57,12 @@ PAIRS = (
     ("lora_pruned_distill", "lora_pruned"),
     ("owl_heuristic", "shears_heuristic"),
     ("owl_hill_climbing", "shears_hill_climbing"),
+    ("maxp_heuristic", "shears_heuristic"),
+    ("maxp_hill_climbing", "shears_hill_climbing"),
+    ("maxp_hill_climbing", "lora_pruned"),
     ("lora_dense", "shears_hill_climbing"),
     ("lora_dense", "distill_hill_climbing"),
+    ("lora_dense", "maxp_hill_climbing"),
 )
 # the Pareto front: super-adapter sub-adapters and fixed-rank LoRAs (eval step under the cell)
 PARETO_SUPER = {

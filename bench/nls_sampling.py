@@ -34,8 +34,9 @@ SUBS = ("min", "heuristic", "max")
 
 
 def variant(p: float) -> str:
-    """The folder of an NLS training at max-probability ``p`` (0: the grid's ``shears``)."""
-    return "shears" if p == 0 else f"nls_maxp{round(p * 100)}"
+    """The folder of an NLS training at max-probability ``p`` (0: the grid's ``shears``; else
+    the grid's name for it, so that the grid reuses a probe's training)."""
+    return "shears" if p == 0 else ablation.maxp_kind(p)
 
 
 def plan_cell(pl: ablation.Planner, task: str, sp: float, seed: int, recipe: str,

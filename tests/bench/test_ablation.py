@@ -70,13 +70,14 @@ def test_ablation_runs_every_unit_reports_and_resumes_from_summaries(
     cell = f"math/{recipe}/s50/seed0"
     want = {"recipe/math/pa", "recipe/math/ao", "bases/math", f"lora_dense/math/{recipe}/seed0"}
     want |= {f"{k}/{cell}" for k in ("lora_pruned", "shears", "distill", "lora_pruned_distill",
-                                     "owl", "lora_r2", "lora_r3", "pareto")}  # fmt: skip
+                                     "owl", "lora_r2", "lora_r3", "pareto", "nls_maxp50")}  # fmt: skip
     assert want <= units
 
     rep = report_mod.main(["--results", str(results)])
     rows = rep["tables"]["math"]["s50"]["variants"]
     for v in ("lora_pruned", "shears_heuristic", "shears_hill_climbing", "distill_heuristic",
-              "distill_hill_climbing", "lora_pruned_distill", "owl_heuristic", "lora_dense"):  # fmt: skip
+              "distill_hill_climbing", "lora_pruned_distill", "owl_heuristic", "lora_dense",
+              "maxp_heuristic", "maxp_hill_climbing"):  # fmt: skip
         assert rows[v]["accuracy"]["n"] == 1, v
         assert 0.0 <= rows[v]["accuracy"]["mean"] <= 1.0
     d = rep["tables"]["math"]["s50"]["paired_differences"]["shears_hill_climbing - lora_pruned"]
@@ -98,6 +99,10 @@ def test_ablation_runs_every_unit_reports_and_resumes_from_summaries(
     assert (results / "ablation_pareto.png").stat().st_size > 0
     assert "Pareto front" in (results / "ablation_tables.md").read_text()
 
+    # the max-prob NLS variant trains with --nls-max-prob 0.5; the plain one at the default
+    for kind, want_p in (("nls_maxp50", 0.5), ("shears", 0.0)):
+        tcfg = json.loads((out / cell / kind / "train" / "train_config.json").read_text())
+        assert tcfg["nls_max_prob"] == want_p, kind
     # distillation's teacher is the dense model tuned by the same seed's dense LoRA
     for kind in ("distill", "lora_pruned_distill"):
         tcfg = json.loads((out / cell / kind / "train" / "train_config.json").read_text())
