@@ -94,20 +94,32 @@ def main(argv: list[str] | None = None) -> dict:
         evals = plan_cell(pl, task, sp, a.seed, recipes[task], a.probs)
         steps = [pl.steps[n] for n in pl.steps]  # prune first, then in planning order
         t0 = time.perf_counter()
-        times = ablation.run_unit(out, ablation.Unit(f"nls_sampling/{task}", steps))
-        logger.info("%s at %s: %.0f s", task, sp, time.perf_counter() - t0)
+        ran = ablation.run_unit(out, ablation.Unit(f"nls_sampling/{task}", steps))
+        logger.info(
+            "%s at %s: ran %d steps in %.0f s", task, sp, len(ran), time.perf_counter() - t0
+        )
         cell: dict = {}
         for kind, (t, subs) in evals.items():
-            train = json.loads((out / t / "train_results.json").read_text())
             cell[kind] = {
                 "val_accuracy": {s: _accuracy(out / n) for s, n in subs.items()},
-                "train_loss": train.get("train_loss"),
-                "train_wall_s_this_run": times.get(t),  # None: reused from the grid
+                **_losses(out / t),
             }
         report["cells"][f"{task} at {round(sp * 100)} %"] = cell
         _write(Path(a.result), report)
     print(json.dumps(report["cells"], indent=1))
     return report
+
+
+def _losses(train: Path, tail: int = 40) -> dict[str, float]:
+    """Mean training loss over every logged step, and over the last ``tail`` steps, from
+    ``trainer_state.json`` (``train_results.json``'s ``train_loss`` covers only the steps of the
+    last session of a resumed run)."""
+    log = json.loads((train / "trainer_state.json").read_text())["log_history"]
+    losses = [float(e["loss"]) for e in log if "loss" in e]
+    return {
+        "loss_mean": sum(losses) / len(losses),
+        f"loss_last{tail}": sum(losses[-tail:]) / len(losses[-tail:]),
+    }
 
 
 def _accuracy(folder: Path) -> float:

@@ -156,3 +156,45 @@ def test_one_job_runs_units_on_the_given_torch_threads(ablation, monkeypatch, tm
     finally:
         torch.set_num_threads(before)
     assert seen == [1]
+
+
+def test_nls_sampling_probe_validation_only_and_reused_by_the_grid(ablation, monkeypatch, tmp_path):
+    """bench/nls_sampling.py trains NLS at each --probs on the grid's settings, evaluates min /
+    heuristic / max on the validation split only, writes one JSON; P = 0 is the grid's own Shears
+    training, and a second run reuses everything."""
+    out, results = tmp_path / "runs", tmp_path / "results"
+    ablation.main(["--out", str(out), "--results", str(results), "--jobs", "1", "--recipe-only"])
+    monkeypatch.setattr(ablation, "RESULTS", results)
+    probe = _load(monkeypatch, "nls_sampling")
+    result = tmp_path / "probe.json"
+    argv = [
+        "--out",
+        str(out),
+        "--cells",
+        "math:0.5",
+        "--probs",
+        "0",
+        "0.5",
+        "--result",
+        str(result),
+    ]
+    rep = probe.main(argv)
+    assert json.loads(result.read_text())["cells"] == rep["cells"]
+    cell = rep["cells"]["math at 50 %"]
+    assert set(cell) == {"shears", "nls_maxp50", "lora_pruned"}
+    for kind in ("shears", "nls_maxp50"):
+        assert set(cell[kind]["val_accuracy"]) == {"min", "heuristic", "max"}
+        assert all(0 <= a <= 1 for a in cell[kind]["val_accuracy"].values())
+        assert cell[kind]["loss_mean"] > 0
+    recipe = ablation.choose_recipes(results, ["math"])["math"]
+    train = out / f"math/{recipe}/s50/seed0"
+    assert (
+        json.loads((train / "nls_maxp50/train/train_config.json").read_text())["nls_max_prob"]
+        == 0.5
+    )
+    evals = [json.loads(f.read_text()) for f in train.glob("*/eval_val_*/eval_results.json")]
+    assert evals and {t["split"] for e in evals for t in e["settings"]["tasks"]} == {"validation"}
+    import shears.pipeline.run as pipeline_run
+
+    monkeypatch.setattr(pipeline_run, "run_step", lambda *a, **k: pytest.fail("ran a step again"))
+    assert probe.main(argv)["cells"] == rep["cells"]
