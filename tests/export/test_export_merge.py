@@ -123,3 +123,17 @@ def test_run_export_merge(tmp_path, tiny_tokenizer, keep):
         assert m.target_sparsity_after < 0.01
         assert results.verification.merged_max_abs_logit_diff < 1e-5
         assert "plain merge made the model dense" in (out / "README.md").read_text()
+
+
+def test_merge_summary_warns_of_densifying_only_a_sparse_base():
+    """A plain merge into a pruned base says the model became dense; into a dense base (a
+    distillation teacher: 0.03 % natural zeros) it does not cry wolf."""
+    from shears.export.merge import MergeStats
+
+    def stats(zeros_before: int) -> MergeStats:
+        return MergeStats(False, False, 10_000, zeros_before, 0, zeros_before, 0, 20_000,
+                          20_000 - zeros_before, 20_000, None, None)  # fmt: skip
+
+    assert stats(4_000).summary().startswith("plain merge made the model dense: ")
+    dense = stats(3).summary()
+    assert dense.startswith("plain merge into a dense base: ") and "0.03% -> 0.00%" in dense

@@ -103,9 +103,15 @@ class MergeStats:
                     f"is {self.outside_mask_delta_rel:.2%} of the delta's Frobenius norm "
                     f"({self.outside_mask_delta_rel_weight:.3%} of the weights')"
                 )
-        else:
+        elif self.target_sparsity_before >= DENSE_BELOW:
             s = "plain merge made the model dense: " + s
+        else:  # a dense base (a distillation teacher, say): nothing to warn about
+            s = "plain merge into a dense base: " + s
         return s
+
+
+# below this target-layer sparsity a base counts as dense (a few natural zeros only)
+DENSE_BELOW = 0.01
 
 
 @dataclass
