@@ -13,7 +13,7 @@ sparsity and seed, with the same data, budget and search:
   grid switched to the tuned teacher (that unit's summary is kept in ``untuned_teacher/``);
 - ``nls_maxp50_heuristic`` / ``nls_maxp50_hill_climbing``: NLS whose optimizer steps train the
   maximal sub-adapter with probability 0.5 (``--nls-max-prob 0.5``), else the paper's uniform
-  sample (added 2026-11-30 after a validation-only probe, bench/nls_sampling.py);
+  sample (added 2026-11-30 after a validation-only probe, bench/nls_probe.py);
 - on one cell (``--extras``): ``lora_pruned_distill`` (sparse LoRA + distill), ``owl_heuristic`` /
   ``owl_hill_climbing`` (Shears on the OWL-pruned base) and the adapter-size Pareto front: the
   super-adapter's min / heuristic / max sub-adapters and hill-climbing under two adapter-parameter
@@ -262,7 +262,7 @@ def pareto_start(model: str, rank_of: dict[str, int]) -> tuple[dict[str, int], i
 
 
 def maxp_kind(p: float) -> str:
-    """The folder of the NLS variant trained with ``--nls-max-prob p`` (bench/nls_sampling.py
+    """The folder of the NLS variant trained with ``--nls-max-prob p`` (bench/nls_probe.py
     names its probes the same, so the grid reuses a probe's training)."""
     return f"nls_maxp{round(p * 100)}"
 

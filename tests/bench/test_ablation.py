@@ -158,14 +158,14 @@ def test_one_job_runs_units_on_the_given_torch_threads(ablation, monkeypatch, tm
     assert seen == [1]
 
 
-def test_nls_sampling_probe_validation_only_and_reused_by_the_grid(ablation, monkeypatch, tmp_path):
-    """bench/nls_sampling.py trains NLS at each --probs on the grid's settings, evaluates min /
+def test_nls_probe_validation_only_and_reused_by_the_grid(ablation, monkeypatch, tmp_path):
+    """bench/nls_probe.py trains NLS at each --probs on the grid's settings, evaluates min /
     heuristic / max on the validation split only, writes one JSON; P = 0 is the grid's own Shears
     training, and a second run reuses everything."""
     out, results = tmp_path / "runs", tmp_path / "results"
     ablation.main(["--out", str(out), "--results", str(results), "--jobs", "1", "--recipe-only"])
     monkeypatch.setattr(ablation, "RESULTS", results)
-    probe = _load(monkeypatch, "nls_sampling")
+    probe = _load(monkeypatch, "nls_probe")
     result = tmp_path / "probe.json"
     argv = [
         "--out",
@@ -182,6 +182,7 @@ def test_nls_sampling_probe_validation_only_and_reused_by_the_grid(ablation, mon
     assert json.loads(result.read_text())["cells"] == rep["cells"]
     cell = rep["cells"]["math at 50 %"]
     assert set(cell) == {"shears", "nls_maxp50", "lora_pruned"}
+    assert cell["nls_maxp50"]["nls_max_prob"] == 0.5 and cell["lora_pruned"]["method"] == "lora"
     for kind in ("shears", "nls_maxp50"):
         assert set(cell[kind]["val_accuracy"]) == {"min", "heuristic", "max"}
         assert all(0 <= a <= 1 for a in cell[kind]["val_accuracy"].values())
@@ -196,5 +197,14 @@ def test_nls_sampling_probe_validation_only_and_reused_by_the_grid(ablation, mon
     assert evals and {t["split"] for e in evals for t in e["settings"]["tasks"]} == {"validation"}
     import shears.pipeline.run as pipeline_run
 
+    run_step = pipeline_run.run_step
     monkeypatch.setattr(pipeline_run, "run_step", lambda *a, **k: pytest.fail("ran a step again"))
     assert probe.main(argv)["cells"] == rep["cells"]
+    # another learning rate: NLS and LoRA trained at it, beside the rows already in the JSON
+    monkeypatch.setattr(pipeline_run, "run_step", run_step)
+    lr = probe.grid_lr() * 2
+    rep2 = probe.main([*argv[:4], "--probs", "0", "--lrs", str(lr), "--result", str(result)])
+    cell2 = rep2["cells"]["math at 50 %"]
+    assert set(cell2) == set(cell) | {f"shears_lr{lr:g}", f"lora_pruned_lr{lr:g}"}
+    assert cell2[f"shears_lr{lr:g}"]["lr"] == lr == cell2[f"lora_pruned_lr{lr:g}"]["lr"]
+    assert len(rep2["runs"]) == 3
