@@ -284,17 +284,20 @@ def test_a_bad_teacher_adapter_fails_before_the_student_loads(dense_dir, tmp_pat
 
 
 def test_runs_recorded_before_distill_keep_their_digest_and_resume(tmp_path):
-    """The distillation settings at their defaults count as absent: the stage digest of a run
-    recorded before them is unchanged and --resume accepts its train_config.json."""
+    """The settings added later (distillation, --nls-max-prob) at their defaults count as absent:
+    the stage digest of a run recorded before them is unchanged and --resume accepts its
+    train_config.json."""
     import hashlib
 
     from shears.artifacts import train_config_record
-    from shears.config import to_dict
+    from shears.config import added_defaults, to_dict
     from shears.pipeline.ledger import NEUTRAL_KEYS, stage_digest
+    from shears.train.config import TrainConfig
     from shears.train.folder import _check_resume_config
 
-    new = ("distill", "teacher", "teacher_adapter", "distill_weight", "distill_temperature")
-    new += ("distill_hidden",)
+    new = tuple(added_defaults(TrainConfig))  # the distillation settings, --nls-max-prob
+    assert {"distill", "teacher", "teacher_adapter", "distill_weight", "distill_temperature",
+            "distill_hidden", "nls_max_prob"} <= set(new)  # fmt: skip
     cfg = make_config(str(tmp_path))
     old = {k: v for k, v in to_dict(cfg).items() if k not in NEUTRAL_KEYS and k not in new}
     text = json.dumps({"settings": old, "upstream": ["u"]}, sort_keys=True, default=str)
