@@ -473,6 +473,27 @@ def _listing(p: Planner, names: list[str], results: Path) -> str:
     return "\n".join(f"{'done' if _done(results, p.units[n]) else 'todo'}  {n}" for n in names)
 
 
+def _unit_estimate_s(results: Path, name: str) -> float:
+    """Wall seconds a unit may take: the mean ``unit_wall_s`` of the finished units of its kind
+    and task (``kind/task/...``), else of its kind, else of every finished unit (0 if none)."""
+    kind, task = name.split("/")[:2]
+    walls: dict[tuple[str, str], list[float]] = {}
+    for f in (results / "units").glob("*.json"):
+        rec = json.loads(f.read_text())
+        if rec.get("unit_wall_s"):
+            k, t = rec["unit"].split("/")[:2]
+            walls.setdefault((k, t), []).append(rec["unit_wall_s"])
+    for pick in (
+        lambda k: k == (kind, task),
+        lambda k: k[0] == kind,
+        lambda k: True,
+    ):  # fmt: skip
+        vals = [w for k, ws in walls.items() if pick(k) for w in ws]
+        if vals:
+            return sum(vals) / len(vals)
+    return 0.0
+
+
 def _worker_init(threads: int) -> None:
     import torch
 
@@ -638,8 +659,10 @@ def main(argv: list[str] | None = None) -> None:
         names = [n for n in names if n in _with_needs(p, a.units)]
     if a.dry_run:
         print(_listing(p, [n for n in names if n not in first], results))
-        n_done = sum(_done(results, p.units[n]) for n in names)
-        print(f"{len(names)} units of the grid: {n_done} done, {len(names) - n_done} to do")
+        todo = [n for n in names if not _done(results, p.units[n])]
+        hours = sum(_unit_estimate_s(results, n) for n in todo) / 3600
+        print(f"{len(names)} units of the grid: {len(names) - len(todo)} done, {len(todo)} to do "
+              f"(about {hours:.1f} core-hours, from finished units of the same kind)")  # fmt: skip
         return
     _save_settings(results, recipes, a)
     schedule(p, names, results, a.jobs, a.threads)

@@ -114,7 +114,7 @@ def test_ablation_runs_every_unit_reports_and_resumes_from_summaries(
     ablation.main([*argv, "--dry-run"])
     lines = capsys.readouterr().out.splitlines()
     assert f"done  shears/{cell}" in lines and not [ln for ln in lines if ln.startswith("todo")]
-    assert lines[-1].endswith(f"{len(lines) - 1} done, 0 to do")
+    assert f": {len(lines) - 1} done, 0 to do (about 0.0 core-hours" in lines[-1]
     # another machine: the run folder gone, the committed summaries there -> nothing runs again
     shutil.rmtree(out)
     import shears.pipeline.run as pipeline_run
@@ -127,7 +127,9 @@ def test_ablation_runs_every_unit_reports_and_resumes_from_summaries(
     monkeypatch.setattr(pipeline_run, "run_step", lambda st, *a, **k: ran.append(st.name))
     monkeypatch.setattr(ablation, "summarize", lambda *a, **k: {"digest": "x"})
     ablation.main([*argv, "--dry-run"])
-    assert f"todo  lora_pruned/{cell}" in capsys.readouterr().out and ran == []
+    listing = capsys.readouterr().out
+    assert f"todo  lora_pruned/{cell}" in listing and ran == []
+    assert "1 to do (about " in listing.splitlines()[-1]
     ablation.main(argv)
     assert ran == ["prune/s50", f"{cell}/lora_pruned/train", f"{cell}/lora_pruned/eval_val",
                    f"{cell}/lora_pruned/eval"]  # fmt: skip
@@ -208,3 +210,17 @@ def test_nls_probe_validation_only_and_reused_by_the_grid(ablation, monkeypatch,
     assert set(cell2) == set(cell) | {f"shears_lr{lr:g}", f"lora_pruned_lr{lr:g}"}
     assert cell2[f"shears_lr{lr:g}"]["lr"] == lr == cell2[f"lora_pruned_lr{lr:g}"]["lr"]
     assert len(rep2["runs"]) == 3
+
+
+def test_dry_run_estimate_reads_finished_units_of_the_same_kind(ablation, tmp_path):
+    units = tmp_path / "units"
+    units.mkdir()
+    for name, wall in (("shears/math/ao/s40/seed0", 600), ("shears/mc/ao/s50/seed0", 1200),
+                       ("lora_dense/math/ao/seed0", 300)):  # fmt: skip
+        rec = {"unit": name, "unit_wall_s": wall}
+        (units / (name.replace("/", "__") + ".json")).write_text(json.dumps(rec))
+    est = ablation._unit_estimate_s
+    assert est(tmp_path, "shears/math/ao/s50/seed1") == 600  # same kind and task
+    assert est(tmp_path, "shears/other/ao/s50/seed1") == 900  # same kind
+    assert est(tmp_path, "owl/mc/ao/s50/seed0") == 700  # every finished unit
+    assert est(tmp_path / "none", "owl/mc/ao/s50/seed0") == 0.0
