@@ -163,6 +163,8 @@ def fit(
         len(dataset), len(space.groups), space.groups[0].widths, space.r_max,
         cfg.batch_size * cfg.grad_accum * args.world_size,
     )  # fmt: skip
+    if cfg.nls_max_prob:
+        logger.info("a step trains the maximal sub-adapter with probability %g", cfg.nls_max_prob)
     t0, ckpt = time.time(), session.resume_from
     try:
         result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
