@@ -267,6 +267,12 @@ def maxp_kind(p: float) -> str:
     return f"nls_maxp{round(p * 100)}"
 
 
+def lora_space(rank: int | None = None) -> dict[str, Any]:
+    """The search space of a fixed-rank LoRA: the grid's, with the one width ``rank`` (None:
+    r_max)."""
+    return {**SCALE["space"], "widths": [rank or max(SCALE["space"]["widths"])]}
+
+
 def dense_lora(task: str, recipe: str, seed: int) -> str:
     """The training step of the dense LoRA of ``task`` / ``recipe`` / ``seed``."""
     return f"{task}/{recipe}/dense/seed{seed}/lora_dense/train"
@@ -293,8 +299,7 @@ def cell_units(p: Planner, task: str, sp: float, seed: int, recipe: str, part: s
         p.unit(f"{kind}/{cell}", steps)
 
     def lora_unit(kind: str, base: str | None, rank: int | None = None, **kw) -> None:
-        space = {**SCALE["space"], "widths": [rank or max(SCALE["space"]["widths"])]}
-        t = p.train(f"{cell}/{kind}/train", task, recipe, seed, base, space=space, **kw)
+        t = p.train(f"{cell}/{kind}/train", task, recipe, seed, base, space=lora_space(rank), **kw)
         steps = [t, p.evaluate(f"{cell}/{kind}/eval_val", task, base, t, "max", "validation")]
         steps.append(p.evaluate(f"{cell}/{kind}/eval", task, base, t, "max"))
         p.unit(f"{kind}/{cell}", steps)
@@ -354,7 +359,6 @@ def plan(out: Path, device: str, seeds: list[int], recipes: dict[str, str]) -> P
             p.unit(f"recipe/{task}/{recipe}", [t, ev])
     first = list(SCALE["recipe_cells"].items())
     cells = first + [(t, sp) for t in recipes for sp in sparsities if (t, sp) not in first]
-    r_max = max(SCALE["space"]["widths"])
     for seed in seeds:
         for task, sp in cells:
             if task not in recipes:
@@ -363,7 +367,7 @@ def plan(out: Path, device: str, seeds: list[int], recipes: dict[str, str]) -> P
             t = dense_lora(task, recipe, seed)
             d = t.rsplit("/", 1)[0]
             if f"lora_dense/{task}/{recipe}/seed{seed}" not in p.units:
-                p.train(t, task, recipe, seed, None, space={**SCALE["space"], "widths": [r_max]})
+                p.train(t, task, recipe, seed, None, space=lora_space())
                 ev = [p.evaluate(f"{d}/eval_val", task, None, t, "max", "validation")]
                 ev.append(p.evaluate(f"{d}/eval", task, None, t, "max"))
                 p.unit(f"lora_dense/{task}/{recipe}/seed{seed}", [t, *ev])
@@ -467,22 +471,26 @@ def _done(results: Path, unit: Unit) -> bool:
     return f.is_file() and json.loads(f.read_text()).get("digest") == unit.digest
 
 
-def _listing(p: Planner, names: list[str], results: Path) -> str:
-    """One line per unit: ``done`` (its summary is in ``results`` with the same digest) or
-    ``todo``, and its name."""
-    return "\n".join(f"{'done' if _done(results, p.units[n]) else 'todo'}  {n}" for n in names)
+def _listing(names: list[str], done: set[str]) -> str:
+    """One line per unit: ``done`` (in ``done``) or ``todo``, and its name."""
+    return "\n".join(f"{'done' if n in done else 'todo'}  {n}" for n in names)
 
 
-def _unit_estimate_s(results: Path, name: str) -> float:
-    """Wall seconds a unit may take: the mean ``unit_wall_s`` of the finished units of its kind
-    and task (``kind/task/...``), else of its kind, else of every finished unit (0 if none)."""
-    kind, task = name.split("/")[:2]
+def _finished_walls(results: Path) -> dict[tuple[str, str], list[float]]:
+    """``unit_wall_s`` of the finished units in ``results``, by (kind, task)."""
     walls: dict[tuple[str, str], list[float]] = {}
     for f in (results / "units").glob("*.json"):
         rec = json.loads(f.read_text())
         if rec.get("unit_wall_s"):
             k, t = rec["unit"].split("/")[:2]
             walls.setdefault((k, t), []).append(rec["unit_wall_s"])
+    return walls
+
+
+def _unit_estimate_s(walls: dict[tuple[str, str], list[float]], name: str) -> float:
+    """Wall seconds a unit may take: the mean of ``walls`` (:func:`_finished_walls`) of its kind
+    and task (``kind/task/...``), else of its kind, else of every finished unit (0 if none)."""
+    kind, task = name.split("/")[:2]
     for pick in (
         lambda k: k == (kind, task),
         lambda k: k[0] == kind,
@@ -643,7 +651,7 @@ def main(argv: list[str] | None = None) -> None:
     p = plan(out, a.device, [], {})
     first = _of_tasks(list(p.units), tasks)
     if a.dry_run:
-        print(_listing(p, first, results))
+        print(_listing(first, {n for n in first if _done(results, p.units[n])}))
     else:
         schedule(p, first, results, a.jobs, a.threads)
     if a.recipe_only:
@@ -658,9 +666,11 @@ def main(argv: list[str] | None = None) -> None:
             ap.error(f"unknown unit {bad[0]!r}; see --dry-run for the names")
         names = [n for n in names if n in _with_needs(p, a.units)]
     if a.dry_run:
-        print(_listing(p, [n for n in names if n not in first], results))
-        todo = [n for n in names if not _done(results, p.units[n])]
-        hours = sum(_unit_estimate_s(results, n) for n in todo) / 3600
+        done = {n for n in names if _done(results, p.units[n])}
+        print(_listing([n for n in names if n not in first], done))
+        todo = [n for n in names if n not in done]
+        walls = _finished_walls(results)
+        hours = sum(_unit_estimate_s(walls, n) for n in todo) / 3600
         print(f"{len(names)} units of the grid: {len(names) - len(todo)} done, {len(todo)} to do "
               f"(about {hours:.1f} core-hours, from finished units of the same kind)")  # fmt: skip
         return

@@ -77,10 +77,9 @@ def plan_cell(pl: ablation.Planner, task: str, sp: float, seed: int, recipe: str
             evals = {s: pl.evaluate(f"{cell}/{kind}/eval_val_{s}", task, base, t, s,
                                     "validation") for s in SUBS}  # fmt: skip
             out[kind] = (t, evals)
-        r_max = max(ablation.SCALE["space"]["widths"])
         kind = f"lora_pruned{_lr_tag(lr)}"
         t = pl.train(f"{cell}/{kind}/train", task, recipe, seed, base, **kw_lr,
-                     space={**ablation.SCALE["space"], "widths": [r_max]})  # fmt: skip
+                     space=ablation.lora_space())  # fmt: skip
         out[kind] = (t, {"max": pl.evaluate(f"{cell}/{kind}/eval_val", task, base, t, "max",
                                             "validation")})  # fmt: skip
     return out
@@ -114,6 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import torch
 
+    from shears.utils import atomic_write_json
+
     torch.set_num_threads(a.threads)
     out = Path(a.out).resolve()
     recipes = ablation.choose_recipes(ablation.RESULTS, [t for t, _ in cells])
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
                 **_losses(out / t),
             }
         report["cells"].setdefault(f"{task} at {round(sp * 100)} %", {}).update(cell)
-        _write(result, report)
+        atomic_write_json(result, report)
     print(json.dumps(report["cells"], indent=1))
     return report
 
@@ -162,13 +163,6 @@ def _losses(train: Path, tail: int = 40) -> dict[str, float]:
 
 def _accuracy(folder: Path) -> float:
     return json.loads((folder / "eval_results.json").read_text())["mean_accuracy"]
-
-
-def _write(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
-    tmp.replace(path)
 
 
 logger = logging.getLogger("shears.nls_probe")

@@ -219,8 +219,9 @@ def test_dry_run_estimate_reads_finished_units_of_the_same_kind(ablation, tmp_pa
                        ("lora_dense/math/ao/seed0", 300)):  # fmt: skip
         rec = {"unit": name, "unit_wall_s": wall}
         (units / (name.replace("/", "__") + ".json")).write_text(json.dumps(rec))
+    walls = ablation._finished_walls(tmp_path)
     est = ablation._unit_estimate_s
-    assert est(tmp_path, "shears/math/ao/s50/seed1") == 600  # same kind and task
-    assert est(tmp_path, "shears/other/ao/s50/seed1") == 900  # same kind
-    assert est(tmp_path, "owl/mc/ao/s50/seed0") == 700  # every finished unit
-    assert est(tmp_path / "none", "owl/mc/ao/s50/seed0") == 0.0
+    assert est(walls, "shears/math/ao/s50/seed1") == 600  # same kind and task
+    assert est(walls, "shears/other/ao/s50/seed1") == 900  # same kind
+    assert est(walls, "owl/mc/ao/s50/seed0") == 700  # every finished unit
+    assert est(ablation._finished_walls(tmp_path / "none"), "owl/mc/ao/s50/seed0") == 0.0
