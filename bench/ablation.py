@@ -427,6 +427,7 @@ def summarize(out: Path, unit: Unit, times: dict[str, float], threads: int) -> d
                 "adapter_parameters": r.adapter_parameters,
                 "sub_adapter": r.sub_adapter,
                 "sub_adapter_config": None if named else r.sub_adapter_config,
+                "correct": outcome_bits(folder),
             }
         elif st.kind == "train":
             r = read_summary(folder, TrainSummary)
@@ -460,6 +461,42 @@ def summarize(out: Path, unit: Unit, times: dict[str, float], threads: int) -> d
         "threads": threads,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def outcome_bits(folder: Path) -> str | None:
+    """Per-problem correctness of an eval step in ``folder``: one character per problem, in
+    (task, index) order, ``"1"`` right and ``"0"`` wrong; ``None`` without predictions.jsonl.
+    The report pools these over seeds for a problem-by-problem paired comparison."""
+    f = folder / "predictions.jsonl"
+    if not f.is_file():
+        return None
+    recs = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    recs.sort(key=lambda r: (r["task"], r["index"]))
+    return "".join("1" if r["correct"] else "0" for r in recs)
+
+
+def add_outcomes(out: Path, results: Path) -> int:
+    """Add ``correct`` (:func:`outcome_bits`) to the eval steps of landed summaries that predate
+    it, from the run folders under ``out``; a step whose predictions disagree with the recorded
+    accuracy (its folder was rerun or changed) is left alone. Returns the steps filled in."""
+    from shears.utils import atomic_write_json
+
+    added = 0
+    for f in sorted((results / "units").glob("*.json")):
+        u, changed = json.loads(f.read_text()), False
+        for name, rec in u["steps"].items():
+            if "accuracy" not in rec or rec.get("correct") is not None:
+                continue
+            bits = outcome_bits(out / name)
+            if not bits:
+                continue
+            if abs(bits.count("1") / len(bits) - rec["accuracy"]) > 1e-9:
+                logger.warning("%s: predictions disagree with the recorded accuracy; skipped", name)
+                continue
+            rec["correct"], changed, added = bits, True, added + 1
+        if changed:
+            atomic_write_json(f, u)
+    return added
 
 
 def _summary_path(results: Path, unit: str) -> Path:
@@ -629,6 +666,10 @@ def main(argv: list[str] | None = None) -> None:
         help="print every unit, done or to do (from the summaries in --results), and stop",
     )  # fmt: skip
     ap.add_argument(
+        "--add-outcomes", action="store_true",
+        help="add per-problem correctness to landed summaries that lack it (from --out), and stop",
+    )  # fmt: skip
+    ap.add_argument(
         "--recipe-only", action="store_true", help="stop after pruning, bases and recipe check"
     )
     ap.add_argument(
@@ -646,6 +687,9 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out, results = Path(a.out).resolve(), Path(a.results).resolve()
+    if a.add_outcomes:
+        logger.info("per-problem outcomes added to %d eval steps", add_outcomes(out, results))
+        return
     out.mkdir(parents=True, exist_ok=True)
     # phase 1: prune, untuned bases, recipe check
     p = plan(out, a.device, [], {})

@@ -94,6 +94,30 @@ def stats(values: list[float]) -> dict[str, Any]:
     return {"mean": mean, "stderr": stderr, "n": n, "values": values, "signs": signs}
 
 
+def mcnemar(a_only: int, b_only: int) -> float:
+    """Exact two-sided McNemar p-value: the chance of a split of the discordant problems at least
+    this uneven if a and b were equally likely to be the one right (binomial, p = 1/2)."""
+    n, k = a_only + b_only, min(a_only, b_only)
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+
+
+def pooled(bits_a: dict[int, str], bits_b: dict[int, str]) -> dict[str, Any] | None:
+    """Problem-by-problem comparison of two variants, pooled over the seeds both have: problems
+    only a got right, only b got right, the difference in points per problem and McNemar's p.
+    It measures these trained adapters on these problems (test-sample noise), not training noise:
+    the per-seed mean +- stderr stays the main figure."""
+    seeds = sorted(s for s in set(bits_a) & set(bits_b) if len(bits_a[s]) == len(bits_b[s]))
+    if not seeds:
+        return None
+    a_only = sum(x > y for s in seeds for x, y in zip(bits_a[s], bits_b[s], strict=True))
+    b_only = sum(x < y for s in seeds for x, y in zip(bits_a[s], bits_b[s], strict=True))
+    n = sum(len(bits_a[s]) for s in seeds)
+    return {"seeds": seeds, "problems": n, "a_only": a_only, "b_only": b_only,
+            "difference": (a_only - b_only) / n, "p_value": mcnemar(a_only, b_only)}  # fmt: skip
+
+
 def load_steps(results: Path) -> tuple[dict[str, dict], dict[str, dict]]:
     """Every step record of every landed unit (``{step name: record}``), and the units."""
     steps, units = {}, {}
@@ -109,21 +133,22 @@ def _acc(steps: dict, name: str) -> float | None:
     return None if rec is None else rec.get("accuracy")
 
 
+def _bits(steps: dict, name: str) -> str | None:
+    rec = steps.get(name)
+    return None if rec is None else rec.get("correct")
+
+
 def cell_table(steps: dict, task: str, recipe: str, sp: str) -> dict[str, Any]:
     """Per variant of one task and sparsity: per-seed test accuracy and mean +- stderr."""
     rows: dict[str, Any] = {}
+    names = {v: f"{task}/{recipe}/{sp}/seed{{s}}/{tail}" for v, tail in CELL_EVALS.items()}
+    names["lora_dense"] = f"{task}/{recipe}/dense/seed{{s}}/lora_dense/eval"
     per_seed: dict[str, dict[int, float]] = {}
-    for variant, tail in CELL_EVALS.items():
-        per_seed[variant] = {
-            s: a
-            for s in SEEDS
-            if (a := _acc(steps, f"{task}/{recipe}/{sp}/seed{s}/{tail}")) is not None
-        }
-    per_seed["lora_dense"] = {
-        s: a
-        for s in SEEDS
-        if (a := _acc(steps, f"{task}/{recipe}/dense/seed{s}/lora_dense/eval")) is not None
-    }
+    bits: dict[str, dict[int, str]] = {}
+    for variant, name in names.items():
+        found = {s: name.format(s=s) for s in SEEDS}
+        per_seed[variant] = {s: a for s, n in found.items() if (a := _acc(steps, n)) is not None}
+        bits[variant] = {s: b for s, n in found.items() if (b := _bits(steps, n))}
     for name, base in (
         ("dense_base", f"{task}/bases/dense"),
         ("pruned_base", f"{task}/bases/{sp}"),
@@ -136,11 +161,12 @@ def cell_table(steps: dict, task: str, recipe: str, sp: str) -> dict[str, Any]:
             "accuracy": stats(list(accs.values())),
             "per_seed": accs,
         }
-    paired = {}
+    paired, problems = {}, {}
     for a, b in PAIRS:
         common = sorted(set(per_seed[a]) & set(per_seed[b]))
         paired[f"{a} - {b}"] = stats([per_seed[a][s] - per_seed[b][s] for s in common])
-    return {"variants": rows, "paired_differences": paired}
+        problems[f"{a} - {b}"] = pooled(bits[a], bits[b])
+    return {"variants": rows, "paired_differences": paired, "per_problem": problems}
 
 
 def pareto(
@@ -209,6 +235,12 @@ def _fmt(a: dict, pct: bool = True, sign: bool = False) -> str:
     return f"{m}{err} (n={a['n']}{extra})"
 
 
+def _fmt_pooled(p: dict | None) -> str:
+    if p is None:
+        return "n/a"
+    return f"{p['a_only']} / {p['b_only']} of {p['problems']}, p = {p['p_value']:.2f}"
+
+
 def render(report: dict) -> str:
     sps = report["sparsities"]
     lines = ["## Recipe check (validation accuracy of the NLS heuristic, seed 0)", ""]
@@ -227,6 +259,15 @@ def render(report: dict) -> str:
         lines += [f"| a − b | {head} |", "|---|" + "---|" * len(sps)]
         for a, b in PAIRS:
             cells = [_fmt(table[sp]["paired_differences"][f"{a} - {b}"], sign=True) for sp in sps]
+            if all(c == "n/a" for c in cells):
+                continue
+            lines.append(f"| {LABELS[a]} − {LABELS[b]} | {' | '.join(cells)} |")
+        lines += ["", "Problem by problem, pooled over the seeds both have: problems only a got "
+                  "right / only b got right, exact McNemar p (test-sample noise of these "
+                  "trained adapters, not training noise):", ""]  # fmt: skip
+        lines += [f"| a − b | {head} |", "|---|" + "---|" * len(sps)]
+        for a, b in PAIRS:
+            cells = [_fmt_pooled(table[sp]["per_problem"][f"{a} - {b}"]) for sp in sps]
             if all(c == "n/a" for c in cells):
                 continue
             lines.append(f"| {LABELS[a]} − {LABELS[b]} | {' | '.join(cells)} |")

@@ -115,6 +115,33 @@ def test_ablation_runs_every_unit_reports_and_resumes_from_summaries(
     lines = capsys.readouterr().out.splitlines()
     assert f"done  shears/{cell}" in lines and not [ln for ln in lines if ln.startswith("todo")]
     assert f": {len(lines) - 1} done, 0 to do (about 0.0 core-hours" in lines[-1]
+    # per-problem outcomes: in every eval step of the summaries, agreeing with the accuracy; the
+    # report's problem-by-problem comparison matches the paired difference at one seed
+    shears_f = results / "units" / f"shears__{cell.replace('/', '__')}.json"
+    summ = json.loads(shears_f.read_text())
+    ev = summ["steps"][f"{cell}/shears/eval_heuristic"]
+    assert len(ev["correct"]) == 3 and ev["correct"].count("1") / 3 == pytest.approx(ev["accuracy"])
+    heur_bits = ev["correct"]
+    pp = rep["tables"]["math"]["s50"]["per_problem"]["shears_hill_climbing - lora_pruned"]
+    assert pp["problems"] == 3 and pp["difference"] == pytest.approx(want_d)
+    # --add-outcomes fills in summaries that predate the field, and skips a step whose run
+    # folder disagrees with the recorded accuracy
+    for rec in summ["steps"].values():
+        rec.pop("correct", None)
+    summ["steps"][f"{cell}/shears/eval_min"] = {"accuracy": 2.0}  # no such folder: left alone
+    hc = summ["steps"][f"{cell}/shears/eval_hill_climbing"]
+    hc["accuracy"] += 0.5
+    shears_f.write_text(json.dumps(summ))
+    ablation.main([*argv, "--add-outcomes"])
+    back = json.loads(shears_f.read_text())["steps"]
+    assert back[f"{cell}/shears/eval_heuristic"]["correct"] == heur_bits
+    assert "correct" not in back[f"{cell}/shears/eval_hill_climbing"]
+    assert "correct" not in back[f"{cell}/shears/eval_min"]
+    hc["accuracy"] -= 0.5
+    summ["steps"].pop(f"{cell}/shears/eval_min")
+    shears_f.write_text(json.dumps(summ))
+    ablation.main([*argv, "--add-outcomes"])
+    assert json.loads(shears_f.read_text())["steps"][f"{cell}/shears/eval_hill_climbing"]["correct"]
     # another machine: the run folder gone, the committed summaries there -> nothing runs again
     shutil.rmtree(out)
     import shears.pipeline.run as pipeline_run
@@ -133,6 +160,20 @@ def test_ablation_runs_every_unit_reports_and_resumes_from_summaries(
     ablation.main(argv)
     assert ran == ["prune/s50", f"{cell}/lora_pruned/train", f"{cell}/lora_pruned/eval_val",
                    f"{cell}/lora_pruned/eval"]  # fmt: skip
+
+
+def test_mcnemar_and_pooled_outcomes(monkeypatch):
+    rep = _load(monkeypatch, "ablation_report")
+    assert rep.mcnemar(0, 0) == 1.0 and rep.mcnemar(3, 3) == 1.0
+    assert rep.mcnemar(10, 0) == pytest.approx(2 / 1024) == rep.mcnemar(0, 10)
+    assert rep.mcnemar(5, 1) == pytest.approx(2 * 7 / 64)
+    # seeds 0 and 1 in common (seed 2 only in a, seed 3 of a different length): pooled over both
+    a = {0: "1100", 1: "1010", 2: "1111", 3: "10"}
+    b = {0: "1001", 1: "0011", 3: "101"}
+    p = rep.pooled(a, b)
+    assert p["seeds"] == [0, 1] and p["problems"] == 8
+    assert (p["a_only"], p["b_only"]) == (2, 2) and p["difference"] == 0.0
+    assert rep.pooled({0: "1"}, {1: "1"}) is None
 
 
 def test_stats_and_sign_counts(monkeypatch):
