@@ -293,7 +293,7 @@ def plot(report: dict, out: Path) -> list[str]:
     for task, table in report["tables"].items():
         variants = [v for v in table[sps[0]]["variants"] if any(
             table[sp]["variants"][v]["accuracy"]["n"] for sp in sps)]  # fmt: skip
-        fig, ax = plt.subplots(figsize=(9, 4))
+        fig, ax = plt.subplots(figsize=(11, 4))
         width = 0.8 / max(1, len(variants))
         colors = plt.get_cmap("tab20").colors
         for j, v in enumerate(variants):
@@ -301,11 +301,11 @@ def plot(report: dict, out: Path) -> list[str]:
             xs = [i + (j - (len(variants) - 1) / 2) * width for i in range(len(sps))]
             ax.bar(xs, [100 * (a["mean"] or 0) for a in accs], width,
                    yerr=[100 * (a["stderr"] or 0) for a in accs], capsize=2,
-                   label=LABELS[v], color=colors[j % len(colors)])  # fmt: skip
+                   label=LABELS[v], color=colors[list(LABELS).index(v) % len(colors)])  # fmt: skip
         ax.set_xticks(range(len(sps)), [f"{sp[1:]} % sparsity" for sp in sps])
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{task}, 2.5 epochs (mean ± stderr over seeds)", fontsize=9)
-        ax.legend(fontsize=6, ncol=2)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars
         files.append(_save(fig, out / f"ablation_{task}.png"))
     for cell, front in report["pareto"].items():
         fig, ax = plt.subplots(figsize=(6, 4))
