@@ -31,7 +31,12 @@ DEFAULT_DIGESTS = {
 
 
 # the embedded default's settings when those digests were taken (the demo default moved since)
-PINNED = ["prune.sparsity=0.5", "train.train_on_inputs=true", "train.lr=0.0003"]
+PINNED = [
+    "prune.sparsity=0.5",
+    "train.train_on_inputs=true",
+    "train.lr=0.0003",
+    "train.nls_max_prob=0",
+]
 
 
 def _digests(*overrides: str) -> dict[str, str]:
