@@ -189,26 +189,38 @@ def pareto(
                 }
         return out
 
-    def train_core_s(kind: str) -> list[float]:
+    def train(kind: str, key: str) -> list[float]:
         vals = []
         for s in SEEDS:
             u = units.get(f"{kind}/{task}/{recipe}/{sp}/seed{s}") or units.get(
                 f"recipe/{task}/{recipe}"
             )
             rec = steps.get(f"{task}/{recipe}/{sp}/seed{s}/{kind}/train")
-            if rec and rec.get("train_runtime_s") and u:
-                vals.append(rec["train_runtime_s"] * u.get("threads", 1))
+            if rec and rec.get(key) and u:
+                vals.append(rec[key] * (u.get("threads", 1) if key == "train_runtime_s" else 1))
         return vals
 
+    def summed(key: str) -> list[float]:
+        return [sum(x) for x in zip(*(train(k, key) for k in loras.values()), strict=False)]
+
     loras = pareto_loras(scale)
-    lora_core = [sum(x) for x in zip(*(train_core_s(k) for k in loras.values()), strict=False)]
+    sides = (
+        "super_adapter (one NLS training)",
+        f"LoRA {' + '.join(loras)} ({len(loras)} trainings)",
+    )
     return {
         "super_adapter": points(PARETO_SUPER, "{tail}"),
         "lora": points({k: f"{v}/eval" for k, v in loras.items()}, "{tail}"),
+        # optimizer steps are the comparable cost (bench/train_step.py: an NLS step costs what a
+        # LoRA step at r_max does); core-seconds are wall clock under whatever else ran then
+        "train_steps": {
+            sides[0]: stats(train("shears", "global_steps")),
+            sides[1]: stats(summed("global_steps")),
+        },  # fmt: skip
         "train_core_s": {
-            "super_adapter (one NLS training)": stats(train_core_s("shears")),
-            f"LoRA {' + '.join(loras)} ({len(loras)} trainings)": stats(lora_core),
-        },
+            sides[0]: stats(train("shears", "train_runtime_s")),
+            sides[1]: stats(summed("train_runtime_s")),
+        },  # fmt: skip
     }
 
 
@@ -278,8 +290,12 @@ def render(report: dict) -> str:
             for label, pt in sorted(pts.items(), key=lambda kv: kv[1]["adapter_parameters"]):
                 m = pt["adapter_parameters"] / 1e6
                 lines.append(f"| {side}: {label} | {m:.2f} | {_fmt(pt['accuracy'])} |")
-        for side, st in front["train_core_s"].items():
-            lines.append(f"\nTraining core-seconds, {side}: {_fmt(st, pct=False)}")
+        for side, st in front["train_steps"].items():
+            lines.append(f"\nTraining optimizer steps, {side}: {_fmt(st, pct=False)}")
+        lines.append("\n(An NLS step costs what a LoRA step at r_max does: "
+                     "bench/results/train_step_b2x128_t1.json.) Training core-seconds as measured, "
+                     "wall clock under whatever else ran on the machine then, so not comparable: "
+                     + "; ".join(f"{k}: {_fmt(v, pct=False)}" for k, v in front["train_core_s"].items()))  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -316,10 +332,14 @@ def plot(report: dict, out: Path) -> list[str]:
             ys = [100 * p["accuracy"]["mean"] for _, p in items]
             es = [100 * (p["accuracy"]["stderr"] or 0) for _, p in items]
             ax.errorbar(xs, ys, yerr=es, marker=marker, capsize=2, label=side)
+            at: dict[tuple[float, float], list[str]] = {}  # one label per point: "a = b"
             for (label, _), x, y in zip(items, xs, ys, strict=True):
-                ax.annotate(label, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        core = front["train_core_s"]
-        txt = "; ".join(f"{k}: {v['mean']:.0f} core-s" for k, v in core.items() if v["mean"])
+                at.setdefault((x, y), []).append(label)
+            for (x, y), labels in at.items():
+                ax.annotate(" = ".join(labels), (x, y), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")  # fmt: skip
+        st = front["train_steps"]
+        txt = "; ".join(f"{k}: {v['mean']:.0f} steps" for k, v in st.items() if v["mean"])
         ax.set_xlabel("adapter parameters (M)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{cell}\n{txt}", fontsize=7)

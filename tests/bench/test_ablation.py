@@ -96,6 +96,8 @@ def test_ablation_runs_every_unit_reports_and_resumes_from_summaries(
             (out / cell / "pareto" / f"search_{b}" / "search_results.json").read_text()
         )
         assert res["best"]["adapter_parameters"] <= res["max_params"]
+    steps_of = [v["mean"] for v in front["train_steps"].values()]
+    assert steps_of == [2, 6]  # one NLS training against three LoRAs of 2 steps each
     assert (results / "ablation_pareto.png").stat().st_size > 0
     assert "Pareto front" in (results / "ablation_tables.md").read_text()
 
