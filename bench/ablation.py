@@ -467,7 +467,9 @@ def outcome_bits(folder: Path) -> str | None:
     """Per-problem correctness of an eval step in ``folder``: one character per problem, in
     (task, index) order, ``"1"`` right and ``"0"`` wrong; ``None`` without predictions.jsonl.
     The report pools these over seeds for a problem-by-problem paired comparison."""
-    f = folder / "predictions.jsonl"
+    from shears.artifacts import EVAL_PREDICTIONS
+
+    f = folder / EVAL_PREDICTIONS
     if not f.is_file():
         return None
     recs = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]

@@ -128,14 +128,11 @@ def load_steps(results: Path) -> tuple[dict[str, dict], dict[str, dict]]:
     return steps, units
 
 
-def _acc(steps: dict, name: str) -> float | None:
+def _acc(steps: dict, name: str, key: str = "accuracy") -> Any:
+    """``key`` of step ``name``'s record (its accuracy, or ``"correct"``: its per-problem
+    outcomes); None when the step or the key is missing."""
     rec = steps.get(name)
-    return None if rec is None else rec.get("accuracy")
-
-
-def _bits(steps: dict, name: str) -> str | None:
-    rec = steps.get(name)
-    return None if rec is None else rec.get("correct")
+    return None if rec is None else rec.get(key)
 
 
 def cell_table(steps: dict, task: str, recipe: str, sp: str) -> dict[str, Any]:
@@ -148,7 +145,7 @@ def cell_table(steps: dict, task: str, recipe: str, sp: str) -> dict[str, Any]:
     for variant, name in names.items():
         found = {s: name.format(s=s) for s in SEEDS}
         per_seed[variant] = {s: a for s, n in found.items() if (a := _acc(steps, n)) is not None}
-        bits[variant] = {s: b for s, n in found.items() if (b := _bits(steps, n))}
+        bits[variant] = {s: b for s, n in found.items() if (b := _acc(steps, n, "correct"))}
     for name, base in (
         ("dense_base", f"{task}/bases/dense"),
         ("pruned_base", f"{task}/bases/{sp}"),
@@ -189,19 +186,26 @@ def pareto(
                 }
         return out
 
-    def train(kind: str, key: str) -> list[float]:
-        vals = []
+    def trainings(kind: str) -> list[tuple[dict, int]]:
+        """Each seed's ``kind`` training record and the torch threads of the unit that ran it."""
+        out = []
         for s in SEEDS:
             u = units.get(f"{kind}/{task}/{recipe}/{sp}/seed{s}") or units.get(
                 f"recipe/{task}/{recipe}"
             )
             rec = steps.get(f"{task}/{recipe}/{sp}/seed{s}/{kind}/train")
-            if rec and rec.get(key) and u:
-                vals.append(rec[key] * (u.get("threads", 1) if key == "train_runtime_s" else 1))
-        return vals
+            if rec and u:
+                out.append((rec, u.get("threads", 1)))
+        return out
 
-    def summed(key: str) -> list[float]:
-        return [sum(x) for x in zip(*(train(k, key) for k in loras.values()), strict=False)]
+    def train_steps(kind: str) -> list[float]:
+        return [r["global_steps"] for r, _ in trainings(kind) if r.get("global_steps")]
+
+    def train_core_s(kind: str) -> list[float]:
+        return [r["train_runtime_s"] * th for r, th in trainings(kind) if r.get("train_runtime_s")]
+
+    def summed(per_kind) -> list[float]:
+        return [sum(x) for x in zip(*(per_kind(k) for k in loras.values()), strict=False)]
 
     loras = pareto_loras(scale)
     sides = (
@@ -214,13 +218,13 @@ def pareto(
         # optimizer steps are the comparable cost (bench/train_step.py: an NLS step costs what a
         # LoRA step at r_max does); core-seconds are wall clock under whatever else ran then
         "train_steps": {
-            sides[0]: stats(train("shears", "global_steps")),
-            sides[1]: stats(summed("global_steps")),
-        },  # fmt: skip
+            sides[0]: stats(train_steps("shears")),
+            sides[1]: stats(summed(train_steps)),
+        },
         "train_core_s": {
-            sides[0]: stats(train("shears", "train_runtime_s")),
-            sides[1]: stats(summed("train_runtime_s")),
-        },  # fmt: skip
+            sides[0]: stats(train_core_s("shears")),
+            sides[1]: stats(summed(train_core_s)),
+        },
     }
 
 
@@ -292,10 +296,12 @@ def render(report: dict) -> str:
                 lines.append(f"| {side}: {label} | {m:.2f} | {_fmt(pt['accuracy'])} |")
         for side, st in front["train_steps"].items():
             lines.append(f"\nTraining optimizer steps, {side}: {_fmt(st, pct=False)}")
-        lines.append("\n(An NLS step costs what a LoRA step at r_max does: "
-                     "bench/results/train_step_b2x128_t1.json.) Training core-seconds as measured, "
-                     "wall clock under whatever else ran on the machine then, so not comparable: "
-                     + "; ".join(f"{k}: {_fmt(v, pct=False)}" for k, v in front["train_core_s"].items()))  # fmt: skip
+        core = "; ".join(f"{k}: {_fmt(v, pct=False)}" for k, v in front["train_core_s"].items())
+        lines.append(
+            "\n(An NLS step costs what a LoRA step at r_max does: "
+            "bench/results/train_step_b2x128_t1.json.) Training core-seconds as measured, wall "
+            f"clock under whatever else ran on the machine then, so not comparable: {core}"
+        )
     return "\n".join(lines) + "\n"
 
 
