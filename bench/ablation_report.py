@@ -170,26 +170,41 @@ def pareto(
     steps: dict, units: dict, scale: dict, task: str, recipe: str, sp: str
 ) -> dict[str, Any]:
     """Test accuracy against adapter parameters: the super-adapter's sub-adapters and the
-    fixed-rank LoRAs, with the training core-seconds of each side."""
+    fixed-rank LoRAs, over the seeds whose front is complete (every point landed, so both sides
+    average the same trainings); per sub-adapter the paired difference to the LoRA of its size;
+    the training cost of each side."""
+    loras = pareto_loras(scale)
+    names = {**{("super_adapter", k): v for k, v in PARETO_SUPER.items()},
+             **{("lora", k): f"{v}/eval" for k, v in loras.items()}}  # fmt: skip
+    recs = {
+        key: {s: r for s in SEEDS
+              if (r := steps.get(f"{task}/{recipe}/{sp}/seed{s}/{tail}"))
+              and r.get("accuracy") is not None}
+        for key, tail in names.items()
+    }  # fmt: skip
+    seeds = [s for s in SEEDS if all(s in per for per in recs.values())]
 
-    def points(names: dict[str, str], fmt: str) -> dict[str, Any]:
-        out = {}
-        for label, tail in names.items():
-            recs = [
-                steps.get(f"{task}/{recipe}/{sp}/seed{s}/{fmt.format(tail=tail)}") for s in SEEDS
-            ]
-            recs = [r for r in recs if r and r.get("accuracy") is not None]
-            if recs:
-                out[label] = {
-                    "adapter_parameters": stats([r["adapter_parameters"] for r in recs])["mean"],
-                    "accuracy": stats([r["accuracy"] for r in recs]),
-                }
-        return out
+    def point(key) -> dict[str, Any]:
+        rs = [recs[key][s] for s in seeds]
+        return {"adapter_parameters": rs[0]["adapter_parameters"],
+                "accuracy": stats([r["accuracy"] for r in rs]),
+                "per_seed": {s: recs[key][s]["accuracy"] for s in seeds}}  # fmt: skip
+
+    front: dict[str, dict] = {"super_adapter": {}, "lora": {}}
+    if seeds:
+        for side, label in names:
+            front[side][label] = point((side, label))
+    same_size = {}
+    for label, pt in front["super_adapter"].items():
+        for r, lp in front["lora"].items():
+            if lp["adapter_parameters"] == pt["adapter_parameters"]:
+                diffs = [pt["per_seed"][s] - lp["per_seed"][s] for s in seeds]
+                same_size[f"{label} - LoRA {r}"] = stats(diffs)
 
     def trainings(kind: str) -> list[tuple[dict, int]]:
-        """Each seed's ``kind`` training record and the torch threads of the unit that ran it."""
+        """Each front seed's ``kind`` training record and the torch threads of its unit."""
         out = []
-        for s in SEEDS:
+        for s in seeds:
             u = units.get(f"{kind}/{task}/{recipe}/{sp}/seed{s}") or units.get(
                 f"recipe/{task}/{recipe}"
             )
@@ -207,14 +222,14 @@ def pareto(
     def summed(per_kind) -> list[float]:
         return [sum(x) for x in zip(*(per_kind(k) for k in loras.values()), strict=False)]
 
-    loras = pareto_loras(scale)
     sides = (
         "super_adapter (one NLS training)",
         f"LoRA {' + '.join(loras)} ({len(loras)} trainings)",
     )
     return {
-        "super_adapter": points(PARETO_SUPER, "{tail}"),
-        "lora": points({k: f"{v}/eval" for k, v in loras.items()}, "{tail}"),
+        "seeds": seeds,
+        **front,
+        "same_size_differences": same_size,
         # optimizer steps are the comparable cost (bench/train_step.py: an NLS step costs what a
         # LoRA step at r_max does); core-seconds are wall clock under whatever else ran then
         "train_steps": {
@@ -289,11 +304,18 @@ def render(report: dict) -> str:
             lines.append(f"| {LABELS[a]} − {LABELS[b]} | {' | '.join(cells)} |")
     for cell, front in report["pareto"].items():
         lines += ["", f"## Pareto front ({cell}): test accuracy vs adapter parameters", ""]
+        seeds = ", ".join(map(str, front["seeds"])) or "none yet"
+        lines += [f"Seeds whose front is complete (every point below averages these): {seeds}", ""]
         lines += ["| adapter | parameters (M) | accuracy (%) |", "|---|---:|---|"]
         for side, pts in (("super-adapter", front["super_adapter"]), ("LoRA", front["lora"])):
             for label, pt in sorted(pts.items(), key=lambda kv: kv[1]["adapter_parameters"]):
                 m = pt["adapter_parameters"] / 1e6
                 lines.append(f"| {side}: {label} | {m:.2f} | {_fmt(pt['accuracy'])} |")
+        if front["same_size_differences"]:
+            lines += ["", "Sub-adapter minus the LoRA of its size, paired by seed, points:", ""]
+            lines += ["| a − b | difference |", "|---|---|"]
+            for pair, st in front["same_size_differences"].items():
+                lines.append(f"| {pair.replace(' - ', ' − ')} | {_fmt(st, sign=True)} |")
         for side, st in front["train_steps"].items():
             lines.append(f"\nTraining optimizer steps, {side}: {_fmt(st, pct=False)}")
         core = "; ".join(f"{k}: {_fmt(v, pct=False)}" for k, v in front["train_core_s"].items())
@@ -330,6 +352,8 @@ def plot(report: dict, out: Path) -> list[str]:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars
         files.append(_save(fig, out / f"ablation_{task}.png"))
     for cell, front in report["pareto"].items():
+        if not front["seeds"]:
+            continue  # no seed with the whole front yet
         fig, ax = plt.subplots(figsize=(6, 4))
         for side, pts, marker in (("super-adapter (one training)", front["super_adapter"], "o"),
                                   ("fixed-rank LoRA (one training each)", front["lora"], "s")):  # fmt: skip

@@ -96,6 +96,11 @@ def test_ablation_runs_every_unit_reports_and_resumes_from_summaries(
             (out / cell / "pareto" / f"search_{b}" / "search_results.json").read_text()
         )
         assert res["best"]["adapter_parameters"] <= res["max_params"]
+    assert front["seeds"] == [0]
+    for sub, r in (("min", "r2"), ("max", "r4")):  # paired with the LoRA of the same size
+        d = front["same_size_differences"][f"{sub} - LoRA {r}"]
+        want_d = front["super_adapter"][sub]["per_seed"][0] - front["lora"][r]["per_seed"][0]
+        assert d["n"] == 1 and d["mean"] == pytest.approx(want_d)
     steps_of = [v["mean"] for v in front["train_steps"].values()]
     assert steps_of == [2, 6]  # one NLS training against three LoRAs of 2 steps each
     assert (results / "ablation_pareto.png").stat().st_size > 0
@@ -176,6 +181,34 @@ def test_mcnemar_and_pooled_outcomes(monkeypatch):
     assert p["seeds"] == [0, 1] and p["problems"] == 8
     assert (p["a_only"], p["b_only"]) == (2, 2) and p["difference"] == 0.0
     assert rep.pooled({0: "1"}, {1: "1"}) is None
+
+
+def test_pareto_front_averages_only_the_seeds_where_it_is_complete(monkeypatch):
+    """A seed where one point has not landed (seed 1: LoRA r16 missing) is left out of every
+    point, so both sides of the chart average the same trainings; same-size pairs by seed."""
+    rep = _load(monkeypatch, "ablation_report")
+    scale = {"pareto_ranks": [16], "space": {"widths": [32, 16]}}
+    params = {"min": 1, "budget ~60 %": 2, "heuristic": 3, "hill-climbing": 3,
+              "budget ~85 %": 4, "max": 5}  # fmt: skip
+    acc = {0: 0.5, 1: 0.7, 2: 0.6}
+    steps = {}
+    for s in (0, 1, 2):
+        cell = f"mc/ao/s50/seed{s}"
+        for label, tail in rep.PARETO_SUPER.items():
+            steps[f"{cell}/{tail}"] = {"accuracy": acc[s], "adapter_parameters": params[label]}
+        steps[f"{cell}/lora_pruned/eval"] = {"accuracy": acc[s] + 0.1, "adapter_parameters": 5}
+        if s != 1:
+            steps[f"{cell}/lora_r16/eval"] = {"accuracy": acc[s] + 0.2, "adapter_parameters": 1}
+    front = rep.pareto(steps, {}, scale, "mc", "ao", "s50")
+    assert front["seeds"] == [0, 2]
+    assert front["lora"]["r32"]["accuracy"]["mean"] == pytest.approx(0.65)  # not seed 1's 0.8
+    assert front["super_adapter"]["max"]["accuracy"]["n"] == 2
+    assert set(front["same_size_differences"]) == {"min - LoRA r16", "max - LoRA r32"}
+    assert front["same_size_differences"]["min - LoRA r16"]["mean"] == pytest.approx(-0.2)
+    steps.pop("mc/ao/s50/seed0/pareto/eval_b60")
+    steps.pop("mc/ao/s50/seed2/pareto/eval_b60")
+    empty = rep.pareto(steps, {}, scale, "mc", "ao", "s50")
+    assert empty["seeds"] == [] and empty["lora"] == {} and not empty["same_size_differences"]
 
 
 def test_stats_and_sign_counts(monkeypatch):
