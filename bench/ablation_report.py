@@ -266,6 +266,13 @@ def _fmt(a: dict, pct: bool = True, sign: bool = False) -> str:
     return f"{m}{err} (n={a['n']}{extra})"
 
 
+def _per_seed(accs: dict | None) -> str:
+    """``52.0 / 54.5 / -``: a variant's test accuracy at each seed of SEEDS."""
+    if not accs:
+        return "n/a"
+    return " / ".join("-" if accs.get(s) is None else f"{100 * accs[s]:.1f}" for s in SEEDS)
+
+
 def _fmt_pooled(p: dict | None) -> str:
     if p is None:
         return "n/a"
@@ -286,6 +293,12 @@ def render(report: dict) -> str:
         for v in table[sps[0]]["variants"]:
             cells = [_fmt(table[sp]["variants"][v]["accuracy"]) for sp in sps]
             lines.append(f"| {LABELS[v]} | {' | '.join(cells)} |")
+        lines += ["", f"Per seed ({' / '.join(map(str, SEEDS))}; - not landed):", ""]
+        lines += [f"| variant | {head} |", "|---|" + "---|" * len(sps)]
+        for v in table[sps[0]]["variants"]:
+            cells = [_per_seed(table[sp]["variants"][v].get("per_seed")) for sp in sps]
+            if any(c != "n/a" for c in cells):
+                lines.append(f"| {LABELS[v]} | {' | '.join(cells)} |")
         lines += ["", "Paired differences (same seed), points (wins+/ties=/losses−):", ""]
         lines += [f"| a − b | {head} |", "|---|" + "---|" * len(sps)]
         for a, b in PAIRS:

@@ -104,7 +104,10 @@ def test_ablation_runs_every_unit_reports_and_resumes_from_summaries(
     steps_of = [v["mean"] for v in front["train_steps"].values()]
     assert steps_of == [2, 6]  # one NLS training against three LoRAs of 2 steps each
     assert (results / "ablation_pareto.png").stat().st_size > 0
-    assert "Pareto front" in (results / "ablation_tables.md").read_text()
+    tables = (results / "ablation_tables.md").read_text()
+    assert "Pareto front" in tables
+    acc0 = 100 * rows["lora_pruned"]["per_seed"][0]
+    assert f"| {report_mod.LABELS['lora_pruned']} | {acc0:.1f} / - / - |" in tables  # per seed
 
     # the max-prob NLS variant trains with --nls-max-prob 0.5; the plain one at the default
     for kind, want_p in (("nls_maxp50", 0.5), ("shears", 0.0)):
