@@ -186,7 +186,8 @@ def pareto(
 
     def point(key) -> dict[str, Any]:
         rs = [recs[key][s] for s in seeds]
-        return {"adapter_parameters": rs[0]["adapter_parameters"],
+        # a search may pick another size at each seed: the mean size
+        return {"adapter_parameters": stats([r["adapter_parameters"] for r in rs])["mean"],
                 "accuracy": stats([r["accuracy"] for r in rs]),
                 "per_seed": {s: recs[key][s]["accuracy"] for s in seeds}}  # fmt: skip
 
