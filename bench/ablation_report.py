@@ -94,6 +94,11 @@ def stats(values: list[float]) -> dict[str, Any]:
     return {"mean": mean, "stderr": stderr, "n": n, "values": values, "signs": signs}
 
 
+def paired(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
+    """:func:`stats` of a - b over the seeds both have (per-seed values keyed by seed)."""
+    return stats([a[s] - b[s] for s in sorted(set(a) & set(b))])
+
+
 def mcnemar(a_only: int, b_only: int) -> float:
     """Exact two-sided McNemar p-value: the chance of a split of the discordant problems at least
     this uneven if a and b were equally likely to be the one right (binomial, p = 1/2)."""
@@ -158,12 +163,11 @@ def cell_table(steps: dict, task: str, recipe: str, sp: str) -> dict[str, Any]:
             "accuracy": stats(list(accs.values())),
             "per_seed": accs,
         }
-    paired, problems = {}, {}
+    diffs, problems = {}, {}
     for a, b in PAIRS:
-        common = sorted(set(per_seed[a]) & set(per_seed[b]))
-        paired[f"{a} - {b}"] = stats([per_seed[a][s] - per_seed[b][s] for s in common])
+        diffs[f"{a} - {b}"] = paired(per_seed[a], per_seed[b])
         problems[f"{a} - {b}"] = pooled(bits[a], bits[b])
-    return {"variants": rows, "paired_differences": paired, "per_problem": problems}
+    return {"variants": rows, "paired_differences": diffs, "per_problem": problems}
 
 
 def pareto(
@@ -199,8 +203,7 @@ def pareto(
     for label, pt in front["super_adapter"].items():
         for r, lp in front["lora"].items():
             if lp["adapter_parameters"] == pt["adapter_parameters"]:
-                diffs = [pt["per_seed"][s] - lp["per_seed"][s] for s in seeds]
-                same_size[f"{label} - LoRA {r}"] = stats(diffs)
+                same_size[f"{label} - LoRA {r}"] = paired(pt["per_seed"], lp["per_seed"])
 
     def trainings(kind: str) -> list[tuple[dict, int]]:
         """Each front seed's ``kind`` training record and the torch threads of its unit."""
