@@ -44,6 +44,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -440,6 +441,7 @@ def summarize(out: Path, unit: Unit, times: dict[str, float], threads: int) -> d
             }
             extra = json.loads((folder / "train_results.json").read_text())
             steps[st.name]["loss_terms"] = extra.get("distill")
+            steps[st.name]["steps_run"] = steps_run(extra)
         elif st.kind == "prune":
             rep = json.loads((folder / "prune_report.json").read_text())
             keys = ("sparsity", "sparsity_profile", "model_parameters", "seconds")
@@ -477,16 +479,34 @@ def outcome_bits(folder: Path) -> str | None:
     return "".join("1" if r["correct"] else "0" for r in recs)
 
 
-def add_outcomes(out: Path, results: Path) -> int:
-    """Add ``correct`` (:func:`outcome_bits`) to the eval steps of landed summaries that predate
-    it, from the run folders under ``out``; a step whose predictions disagree with the recorded
-    accuracy (its folder was rerun or changed) is left alone. Returns the steps filled in."""
+def steps_run(train_results: dict) -> int | None:
+    """Optimizer steps the last training process ran: all of them, or those after the
+    checkpoint it resumed from (``train_runtime_s`` times only these); ``None`` if unknown."""
+    total, resumed = train_results.get("global_steps"), train_results.get("resumed_from")
+    if not total or not resumed:
+        return total
+    m = re.search(r"checkpoint-(\d+)$", str(resumed).rstrip("/"))
+    return total - int(m.group(1)) if m else None
+
+
+def backfill(out: Path, results: Path) -> int:
+    """Add the fields that landed summaries predate, from the run folders under ``out``:
+    ``correct`` (:func:`outcome_bits`) of eval steps, ``steps_run`` (:func:`steps_run`) of
+    training steps. An eval step whose predictions disagree with the recorded accuracy (its
+    folder was rerun or changed) is left alone, as is a training step whose results disagree on
+    the runtime. Returns the steps filled in."""
     from shears.utils import atomic_write_json
 
     added = 0
     for f in sorted((results / "units").glob("*.json")):
         u, changed = json.loads(f.read_text()), False
         for name, rec in u["steps"].items():
+            if "train_runtime_s" in rec and "steps_run" not in rec:
+                tr = out / name / "train_results.json"
+                extra = json.loads(tr.read_text()) if tr.is_file() else {}
+                if extra.get("train_runtime_s") == rec["train_runtime_s"]:
+                    rec["steps_run"], changed, added = steps_run(extra), True, added + 1
+                continue
             if "accuracy" not in rec or rec.get("correct") is not None:
                 continue
             bits = outcome_bits(out / name)
@@ -668,8 +688,9 @@ def main(argv: list[str] | None = None) -> None:
         help="print every unit, done or to do (from the summaries in --results), and stop",
     )  # fmt: skip
     ap.add_argument(
-        "--add-outcomes", action="store_true",
-        help="add per-problem correctness to landed summaries that lack it (from --out), and stop",
+        "--backfill", action="store_true",
+        help="add per-problem correctness and training steps run to landed summaries that lack "
+        "them (from the run folders in --out), and stop",
     )  # fmt: skip
     ap.add_argument(
         "--recipe-only", action="store_true", help="stop after pruning, bases and recipe check"
@@ -689,8 +710,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out, results = Path(a.out).resolve(), Path(a.results).resolve()
-    if a.add_outcomes:
-        logger.info("per-problem outcomes added to %d eval steps", add_outcomes(out, results))
+    if a.backfill:
+        logger.info("fields added to %d steps of landed summaries", backfill(out, results))
         return
     out.mkdir(parents=True, exist_ok=True)
     # phase 1: prune, untuned bases, recipe check

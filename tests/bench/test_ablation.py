@@ -134,15 +134,23 @@ def test_ablation_runs_every_unit_reports_and_resumes_from_summaries(
     heur_bits = ev["correct"]
     pp = rep["tables"]["math"]["s50"]["per_problem"]["shears_hill_climbing - lora_pruned"]
     assert pp["problems"] == 3 and pp["difference"] == pytest.approx(want_d)
-    # --add-outcomes fills in summaries that predate the field, and skips a step whose run
+    # --backfill fills in summaries that predate the fields, and skips a step whose run
     # folder disagrees with the recorded accuracy
+    recipe_f = results / "units" / f"recipe__math__{recipe}.json"  # trains seed 0's NLS
+    rsumm = json.loads(recipe_f.read_text())
+    train = rsumm["steps"][f"{cell}/shears/train"]
+    assert train["steps_run"] == train["global_steps"]  # not resumed
+    train.pop("steps_run")
+    recipe_f.write_text(json.dumps(rsumm))
     for rec in summ["steps"].values():
         rec.pop("correct", None)
     summ["steps"][f"{cell}/shears/eval_min"] = {"accuracy": 2.0}  # no such folder: left alone
     hc = summ["steps"][f"{cell}/shears/eval_hill_climbing"]
     hc["accuracy"] += 0.5
     shears_f.write_text(json.dumps(summ))
-    ablation.main([*argv, "--add-outcomes"])
+    ablation.main([*argv, "--backfill"])
+    back = json.loads(recipe_f.read_text())["steps"]
+    assert back[f"{cell}/shears/train"]["steps_run"] == train["global_steps"]
     back = json.loads(shears_f.read_text())["steps"]
     assert back[f"{cell}/shears/eval_heuristic"]["correct"] == heur_bits
     assert "correct" not in back[f"{cell}/shears/eval_hill_climbing"]
@@ -150,7 +158,7 @@ def test_ablation_runs_every_unit_reports_and_resumes_from_summaries(
     hc["accuracy"] -= 0.5
     summ["steps"].pop(f"{cell}/shears/eval_min")
     shears_f.write_text(json.dumps(summ))
-    ablation.main([*argv, "--add-outcomes"])
+    ablation.main([*argv, "--backfill"])
     assert json.loads(shears_f.read_text())["steps"][f"{cell}/shears/eval_hill_climbing"]["correct"]
     # another machine: the run folder gone, the committed summaries there -> nothing runs again
     shutil.rmtree(out)
@@ -202,11 +210,28 @@ def test_pareto_front_averages_only_the_seeds_where_it_is_complete(monkeypatch):
         steps[f"{cell}/lora_pruned/eval"] = {"accuracy": acc[s] + 0.1, "adapter_parameters": 5}
         if s != 1:
             steps[f"{cell}/lora_r16/eval"] = {"accuracy": acc[s] + 0.2, "adapter_parameters": 1}
-    front = rep.pareto(steps, {}, scale, "mc", "ao", "s50")
+    # hill-climbing lands within 2 % of r32's size at seed 2 only: paired at that seed alone
+    steps["mc/ao/s50/seed2/shears/eval_hill_climbing"]["adapter_parameters"] = 5.05
+    # training cost: seed 0's NLS training resumed at its half, so it timed half its steps
+    units = {}
+    for s in (0, 2):
+        units[f"shears/mc/ao/s50/seed{s}"] = {"threads": 2}
+        steps[f"mc/ao/s50/seed{s}/shears/train"] = {
+            "global_steps": 160, "train_runtime_s": 100.0, "steps_run": 80 if s == 0 else 160,
+        }  # fmt: skip
+    front = rep.pareto(steps, units, scale, "mc", "ao", "s50")
     assert front["seeds"] == [0, 2]
+    hc = front["same_size_differences"]["hill-climbing - LoRA r32"]
+    assert hc["n"] == 1 and hc["mean"] == pytest.approx(-0.1)
+    nls_core = front["train_core_s"]["super_adapter (one NLS training)"]
+    assert nls_core["mean"] == pytest.approx((400.0 + 200.0) / 2)
     assert front["lora"]["r32"]["accuracy"]["mean"] == pytest.approx(0.65)  # not seed 1's 0.8
     assert front["super_adapter"]["max"]["accuracy"]["n"] == 2
-    assert set(front["same_size_differences"]) == {"min - LoRA r16", "max - LoRA r32"}
+    assert set(front["same_size_differences"]) == {
+        "min - LoRA r16",
+        "max - LoRA r32",
+        "hill-climbing - LoRA r32",
+    }
     assert front["same_size_differences"]["min - LoRA r16"]["mean"] == pytest.approx(-0.2)
     steps.pop("mc/ao/s50/seed0/pareto/eval_b60")
     steps.pop("mc/ao/s50/seed2/pareto/eval_b60")
@@ -304,3 +329,12 @@ def test_dry_run_estimate_reads_finished_units_of_the_same_kind(ablation, tmp_pa
     assert est(walls, "shears/other/ao/s50/seed1") == 900  # same kind
     assert est(walls, "owl/mc/ao/s50/seed0") == 700  # every finished unit
     assert est(ablation._finished_walls(tmp_path / "none"), "owl/mc/ao/s50/seed0") == 0.0
+
+
+def test_steps_run_counts_only_the_steps_after_a_resumed_checkpoint(monkeypatch):
+    """A resumed training's runtime covers the steps after its checkpoint; unknown -> None."""
+    ablation = _load(monkeypatch, "ablation")
+    assert ablation.steps_run({"global_steps": 160}) == 160
+    resumed = {"global_steps": 160, "resumed_from": "/r/train/checkpoint-80/"}
+    assert ablation.steps_run(resumed) == 80
+    assert ablation.steps_run({"global_steps": 160, "resumed_from": "/r/elsewhere"}) is None
