@@ -44,7 +44,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -482,11 +481,13 @@ def outcome_bits(folder: Path) -> str | None:
 def steps_run(train_results: dict) -> int | None:
     """Optimizer steps the last training process ran: all of them, or those after the
     checkpoint it resumed from (``train_runtime_s`` times only these); ``None`` if unknown."""
+    from shears.train.folder import checkpoint_step
+
     total, resumed = train_results.get("global_steps"), train_results.get("resumed_from")
     if not total or not resumed:
         return total
-    m = re.search(r"checkpoint-(\d+)$", str(resumed).rstrip("/"))
-    return total - int(m.group(1)) if m else None
+    step = checkpoint_step(resumed)
+    return None if step is None else total - step
 
 
 def backfill(out: Path, results: Path) -> int:

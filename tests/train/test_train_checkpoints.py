@@ -150,3 +150,13 @@ def test_resume_reads_a_train_config_of_the_previous_layout(tmp_path):
     other = make_config(str(tmp_path), max_steps=1, adapter=ElasticLoraConfig(alpha=2))
     with pytest.raises(ShearsError, match="--resume with a different setting: adapter"):
         _check_resume_config(tmp_path, other)
+
+
+def test_checkpoint_step_reads_the_folder_name():
+    """``checkpoint-N`` gives N (a trailing slash too); any other name gives None."""
+    from shears.train.folder import checkpoint_step
+
+    assert checkpoint_step("/r/train/checkpoint-80/") == 80
+    assert checkpoint_step(Path("checkpoint-160")) == 160
+    assert checkpoint_step("/r/elsewhere") is None
+    assert checkpoint_step("checkpoint-80-old") is None

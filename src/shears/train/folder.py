@@ -33,6 +33,12 @@ OWNED = (TRAIN_CONFIG, "checkpoint-*", "runs")  # what training writes in place
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
+def checkpoint_step(path: str | Path) -> int | None:
+    """The optimizer step of a ``checkpoint-N`` folder (its name), or ``None`` if not one."""
+    m = _CKPT_RE.match(Path(path).name)
+    return int(m.group(1)) if m else None
+
+
 def last_checkpoint(out: Path, *, warn: bool = False, drop_broken: bool = False) -> Path | None:
     """The newest complete ``checkpoint-N`` in ``out``, or ``None``.
 
@@ -44,11 +50,7 @@ def last_checkpoint(out: Path, *, warn: bool = False, drop_broken: bool = False)
     if not out.is_dir():
         return None
     found = sorted(
-        (
-            (int(m.group(1)), d)
-            for d in out.iterdir()
-            if (m := _CKPT_RE.match(d.name)) and d.is_dir()
-        ),
+        ((n, d) for d in out.iterdir() if (n := checkpoint_step(d)) is not None and d.is_dir()),
         reverse=True,
     )
     for _, d in found:
